@@ -1,0 +1,3 @@
+from ganedit.cli import run
+
+run()

@@ -1,0 +1,24 @@
+"""Errors that ganedit reports to a user as one line, with exit code 2.
+
+A `GaneditError` is raised for bad input: a missing file, a wrong format, an unknown name. Its message
+says what was wrong (with the offending value) and how to fix it. The command line prints it without a
+traceback; anything else that escapes is an internal error (exit code 1).
+"""
+
+
+class GaneditError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class CheckpointFormatError(GaneditError):
+    """A file that is not a checkpoint ganedit can read, or is damaged."""
+
+
+class UnsafeCheckpointError(GaneditError):
+    """A checkpoint that would execute code, or reference globals outside the allow-list, if loaded."""
+
+
+class ArchitectureMismatchError(GaneditError):
+    """Tensors that do not fit the architecture they claim (missing, unexpected or mis-shaped keys)."""

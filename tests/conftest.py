@@ -1,0 +1,21 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFORMANCE = Path(os.environ.get("GANEDIT_CONFORMANCE", REPO.parent / "shared" / "conformance"))
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    """The reference implementations' checkpoints and outputs (shared/conformance beside the repo).
+
+    Skipped with a reason when absent (a user's clone); CI sets GANEDIT_REQUIRE_CONFORMANCE=1 so the
+    conformance tests can never be skipped there.
+    """
+    if not CONFORMANCE.is_dir():
+        if os.environ.get("GANEDIT_REQUIRE_CONFORMANCE") == "1":
+            pytest.fail(f"conformance data not found at {CONFORMANCE} (set GANEDIT_CONFORMANCE)")
+        pytest.skip(f"conformance data not found at {CONFORMANCE}; set GANEDIT_CONFORMANCE to its folder")
+    return CONFORMANCE
