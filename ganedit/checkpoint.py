@@ -20,9 +20,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError, GaneditError
+from ganedit.errors import CheckpointFormatError, GaneditError
 from ganedit.formats.bundle import ModelBundle
-from ganedit.models import build, config_dict
+from ganedit.models import build, config_dict, load_exact_state
 
 FORMAT_VERSION = "1"
 FORMAT_NAME = "ganedit (safetensors)"
@@ -134,29 +134,6 @@ def read_ganedit_checkpoint(path: Path) -> ModelBundle:
 
 def _rebuild(path: Path, prefix: str, spec: dict, tensors: dict) -> torch.nn.Module:
     module = build(spec["arch"], spec["config"])
-    state = {name[len(prefix):]: tensor for name, tensor in tensors.items() if name.startswith(prefix)}
-    load_state_dict_strictly(module, state, source=path)
+    state = {name[len(prefix) :]: tensor for name, tensor in tensors.items() if name.startswith(prefix)}
+    load_exact_state(module, state, str(path))
     return module.eval()
-
-
-def load_state_dict_strictly(module: torch.nn.Module, state: dict, source: Path | str) -> None:
-    """`load_state_dict(strict=True)` that reports a mismatch as one line instead of a traceback."""
-    expected = module.state_dict()
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
-    misshaped = [
-        f"{name} {tuple(state[name].shape)} != {tuple(expected[name].shape)}"
-        for name in expected
-        if name in state and state[name].shape != expected[name].shape
-    ]
-    if missing or unexpected or misshaped:
-        parts = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-            if names:
-                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-                parts.append(f"{label}: {', '.join(names[:3])}{more}")
-        raise ArchitectureMismatchError(
-            f"{source}: tensors do not match the {module.arch} architecture ({'; '.join(parts)}); "
-            "the file is damaged or belongs to a different model"
-        )
-    module.load_state_dict(state, strict=True)

@@ -48,9 +48,13 @@ def resolve_device(device: str) -> torch.device:
 def common_options(function):
     """--device, --quiet and --offline, on every command."""
     function = click.option(
-        "--offline", is_flag=True, help="Never download; use only cached zoo files (also GANEDIT_OFFLINE=1, HF_HUB_OFFLINE=1)."
+        "--offline",
+        is_flag=True,
+        help="Never download; use only cached zoo files (also GANEDIT_OFFLINE=1, HF_HUB_OFFLINE=1).",
     )(function)
-    function = click.option("--quiet", "-q", is_flag=True, help="No progress or messages on stderr; results only.")(function)
+    function = click.option("--quiet", "-q", is_flag=True, help="No progress or messages on stderr; results only.")(
+        function
+    )
     function = click.option(
         "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]", help="Where to run."
     )(function)
@@ -68,7 +72,9 @@ def emit_json(data: dict) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-@click.group(context_settings=CONTEXT, epilog="Exit codes: 0 success, 2 bad input or usage, 1 internal error, 130 interrupted.")
+@click.group(
+    context_settings=CONTEXT, epilog="Exit codes: 0 success, 2 bad input or usage, 1 internal error, 130 interrupted."
+)
 @click.version_option(ganedit.__version__, "--version", "-V", prog_name="ganedit")
 def cli():
     """Edit pre-trained GANs without their training data.
@@ -104,11 +110,14 @@ def describe(bundle) -> dict:
     }
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
 Examples:
   ganedit info biggan-deep-256
   ganedit info ffhq.pkl --json | jq .generator.config
-  ganedit info edited.safetensors      # shows the provenance of a ganedit file""")
+  ganedit info edited.safetensors      # shows the provenance of a ganedit file""",
+)
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @common_options
@@ -146,17 +155,44 @@ def info(model, as_json, device, quiet, offline):
     stdout_console().print(table)
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
 Examples:
   ganedit sample biggan-deep-256 --class daisy --class 'tiger shark' -n 8 -o grid.png
   ganedit sample ffhq.pkl -n 16 --seed 1 --truncation 0.7 -o faces.png
-  ganedit sample edited.safetensors --class 3 -n 4 --out-dir samples/""")
+  ganedit sample edited.safetensors --class 3 -n 4 --out-dir samples/""",
+)
 @click.argument("model")
-@click.option("--class", "classes", multiple=True, metavar="NAME_OR_INDEX", help="Class to sample (repeatable); names match case-insensitively. Default: classes drawn from the seed.")
-@click.option("-n", "--num", "count", default=8, show_default=True, type=click.IntRange(1, 10000), help="Samples per class (unconditional: in all).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same latents and images, on any device.")
-@click.option("--truncation", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="BigGAN truncation t / StyleGAN2 psi.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write one PNG grid (one row per class).")
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAME_OR_INDEX",
+    help="Class to sample (repeatable); names match case-insensitively. Default: classes drawn from the seed.",
+)
+@click.option(
+    "-n",
+    "--num",
+    "count",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="Samples per class (unconditional: in all).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Same seed, same latents and images, on any device."
+)
+@click.option(
+    "--truncation",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="BigGAN truncation t / StyleGAN2 psi.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write one PNG grid (one row per class)."
+)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), help="Write one PNG per sample.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Images generated at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
@@ -211,12 +247,21 @@ def sample(model, classes, count, seed, truncation, output, out_dir, batch_size,
         stdout_console().print(f"wrote {len(images)} images: {', '.join(shown)}")
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
+@cli.command(
+    context_settings=CONTEXT,
+    epilog="""\b
 Examples:
   ganedit convert biggan-deep-256 -o biggan-deep-256.safetensors
-  ganedit convert network-snapshot.pkl -o ffhq.safetensors""")
+  ganedit convert network-snapshot.pkl -o ffhq.safetensors""",
+)
 @click.argument("model")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .safetensors file to write.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The .safetensors file to write.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
 def convert(model, output, as_json, device, quiet, offline):
@@ -227,13 +272,16 @@ def convert(model, output, as_json, device, quiet, offline):
     apply_common(device, quiet, offline)
     path = resolve_model_path(model)
     bundle = ganedit.load_model(path)
-    provenance = make_provenance(
-        "convert", {"source_format": bundle.format}, [parent_record(str(model), path)]
-    )
+    provenance = make_provenance("convert", {"source_format": bundle.format}, [parent_record(str(model), path)])
     ganedit.save_checkpoint(
         output, bundle.generator, bundle.discriminator, bundle.class_names, provenance, extra=bundle.metadata
     )
-    report = {"source": str(model), "format": bundle.format, "written": str(output), "discriminator": bundle.discriminator is not None}
+    report = {
+        "source": str(model),
+        "format": bundle.format,
+        "written": str(output),
+        "discriminator": bundle.discriminator is not None,
+    }
     if as_json:
         emit_json(report)
     else:
@@ -248,10 +296,14 @@ def zoo_group():
 cli.add_command(zoo_group, name="zoo")
 
 
-@zoo_group.command("list", context_settings=CONTEXT, epilog="""\b
+@zoo_group.command(
+    "list",
+    context_settings=CONTEXT,
+    epilog="""\b
 Examples:
   ganedit zoo list
-  ganedit zoo list --json | jq '.[] | select(.cached)'""")
+  ganedit zoo list --json | jq '.[] | select(.cached)'""",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def zoo_list(as_json):
     """Show every zoo model, its source, licence, hash policy and whether it is cached."""
@@ -296,9 +348,13 @@ def zoo_list(as_json):
     stdout_console().print(table)
 
 
-@zoo_group.command("download", context_settings=CONTEXT, epilog="""\b
+@zoo_group.command(
+    "download",
+    context_settings=CONTEXT,
+    epilog="""\b
 Example:
-  ganedit zoo download biggan-deep-256""")
+  ganedit zoo download biggan-deep-256""",
+)
 @click.argument("name")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def zoo_download(name, quiet):
@@ -330,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # anything else is ganedit's bug, not the user's
         if os.environ.get("GANEDIT_DEBUG") == "1":
             raise
-        _error(f"internal error: {type(error).__name__}: {error} (rerun with GANEDIT_DEBUG=1 for the traceback and report it)")
+        _error(
+            f"internal error: {type(error).__name__}: {error} "
+            "(rerun with GANEDIT_DEBUG=1 for the traceback and report it)"
+        )
         return EXIT_INTERNAL
 
 

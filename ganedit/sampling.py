@@ -57,9 +57,11 @@ def resolve_classes(requested: list[str], class_names: list[str] | None, count: 
             index = lowered[item.lower()]
         else:
             if not class_names:
-                raise GaneditError(f"unknown class {item!r}: this model has no class names; give an index 0..{count - 1}")
+                raise GaneditError(
+                    f"unknown class {item!r}: this model has no class names; give an index 0..{count - 1}"
+                )
             close = difflib.get_close_matches(item.lower(), list(lowered), n=5, cutoff=0.6)
-            close += [name for name in lowered if item.lower() in name and name not in close][:5 - len(close)]
+            close += [name for name in lowered if item.lower() in name and name not in close][: 5 - len(close)]
             hint = f"close matches: {', '.join(repr(name) for name in close)}" if close else "see `ganedit info MODEL`"
             raise GaneditError(f"unknown class {item!r}; {hint}")
         indices.append(index)
@@ -109,7 +111,7 @@ def save_grid(images: torch.Tensor, path: Path, columns: int) -> None:
 def save_each(images: torch.Tensor, folder: Path, names: list[str]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for image, name in zip(to_uint8(images), names):
+    for image, name in zip(to_uint8(images), names, strict=True):
         paths.append(folder / f"{name}.png")
         _save_png(image, paths[-1])
     return paths

@@ -57,7 +57,10 @@ def _biggan(resolution: int, size_mb: float, params: str) -> ZooModel:
         mirrors = {filename: (HF_BIGGAN_128 + filename,) for filename in mirrors}
     return ZooModel(
         name=name,
-        description=f"BigGAN-deep {resolution}px ImageNet (DeepMind TF-Hub, converted by pytorch-pretrained-biggan), {params} parameters",
+        description=(
+            f"BigGAN-deep {resolution}px ImageNet (DeepMind TF-Hub, converted by pytorch-pretrained-biggan), "
+            f"{params} parameters"
+        ),
         architecture="biggan-deep",
         format="biggan-deep (pytorch-pretrained-biggan)",
         resolution=resolution,
@@ -145,9 +148,7 @@ def lookup(name: str) -> ZooModel:
 
     close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise GaneditError(
-        f"{name!r} is neither an existing path nor a zoo model name; {hint}see `ganedit zoo list`"
-    )
+    raise GaneditError(f"{name!r} is neither an existing path nor a zoo model name; {hint}see `ganedit zoo list`")
 
 
 def resolve(name: str, offline: bool | None = None) -> Path:

@@ -73,7 +73,7 @@ def test_reader_bundle(tiny_folder):
     assert bundle.metadata["config"] == json.loads((tiny_folder / "config.json").read_text())
     assert all(p.requires_grad for p in bundle.generator.parameters())
     from_file = read_biggan_folder(tiny_folder / "pytorch_model.bin").generator
-    for (name, a), b in zip(bundle.generator.state_dict().items(), from_file.state_dict().values()):
+    for (name, a), b in zip(bundle.generator.state_dict().items(), from_file.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -154,7 +154,7 @@ def test_gradients_match_pytorch_pretrained_biggan(tiny_folder, expected):
         model.generator(torch.cat([expected["z"], embedding], 1), 0.5).square().mean().backward()
         gamma = next(p for n, p in model.named_parameters() if n.endswith("gamma"))
         gradients.append([embedding.grad, model.generator.gen_z.weight_orig.grad, gamma.grad])
-    for want, got in zip(*gradients):
+    for want, got in zip(*gradients, strict=True):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
 
 

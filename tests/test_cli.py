@@ -31,7 +31,9 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and ganedit.__version__ in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["info"], ["sample"], ["convert"], ["zoo"], ["zoo", "list"], ["zoo", "download"]])
+@pytest.mark.parametrize(
+    "command", [[], ["info"], ["sample"], ["convert"], ["zoo"], ["zoo", "list"], ["zoo", "download"]]
+)
 def test_every_command_has_help_with_examples(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
     assert code == 0
@@ -70,7 +72,9 @@ def test_folder_without_config(capsys, tmp_path):
 
 def test_random_bytes(capsys, tmp_path):
     path = tmp_path / "model.pt"
-    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).to(torch.uint8).numpy().tobytes())
+    path.write_bytes(
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).to(torch.uint8).numpy().tobytes()
+    )
     code, _, err = run(capsys, "info", str(path))
     assert code == 2 and "not a checkpoint" in one_line_error(err)
 

@@ -10,10 +10,16 @@ import torch
 import ganedit
 from ganedit.errors import UnsafeCheckpointError
 
-
 TINY_BIGGAN_CONFIG = {
-    "attention_layer_position": 1, "channel_width": 4, "class_embed_dim": 128, "eps": 1e-4,
-    "layers": [[True, 2, 2], [True, 2, 1]], "n_stats": 51, "num_classes": 2, "output_dim": 16, "z_dim": 128,
+    "attention_layer_position": 1,
+    "channel_width": 4,
+    "class_embed_dim": 128,
+    "eps": 1e-4,
+    "layers": [[True, 2, 2], [True, 2, 1]],
+    "n_stats": 51,
+    "num_classes": 2,
+    "output_dim": 16,
+    "z_dim": 128,
 }
 
 
@@ -47,8 +53,11 @@ def nvidia_style_pickle(path, payload):
 
 
 def rosinality_style_pt(path, payload, zip_format=True):
-    torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2)}, "args": payload}, path,
-               _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        {"g_ema": {"style.1.weight": torch.zeros(2, 2)}, "args": payload},
+        path,
+        _use_new_zipfile_serialization=zip_format,
+    )
 
 
 def biggan_folder(folder, payload):

@@ -47,7 +47,9 @@ def load_model(model: str | Path, device: str | torch.device = "cpu", offline: b
     return bundle
 
 
-def load_generator(model: str | Path, device: str | torch.device = "cpu", offline: bool | None = None) -> torch.nn.Module:
+def load_generator(
+    model: str | Path, device: str | torch.device = "cpu", offline: bool | None = None
+) -> torch.nn.Module:
     """The generator of a model (path or zoo name), ready in eval mode on `device`."""
     return load_model(model, device, offline).generator
 
@@ -76,7 +78,9 @@ def resolve_model_path(model: str | Path, offline: bool | None = None) -> Path:
     if name in zoo.REGISTRY:
         return zoo.resolve(name, offline=offline)
     if "/" in name or "\\" in name or path.suffix:
-        raise GaneditError(f"{name}: no such file or folder; check the path (or give a zoo name, see `ganedit zoo list`)")
+        raise GaneditError(
+            f"{name}: no such file or folder; check the path (or give a zoo name, see `ganedit zoo list`)"
+        )
     zoo.lookup(name)  # raises with close matches
     raise AssertionError("unreachable")
 
@@ -137,6 +141,8 @@ def _is_biggan_state_dict(path: Path) -> bool:
     from ganedit.formats.safe_torch import safe_torch_load
 
     contents = safe_torch_load(path, allowed_globals=(argparse.Namespace,), mmap=zipfile.is_zipfile(path))
-    return isinstance(contents, dict) and "embeddings.weight" in contents and any(
-        str(key).startswith("generator.") for key in contents
+    return (
+        isinstance(contents, dict)
+        and "embeddings.weight" in contents
+        and any(str(key).startswith("generator.") for key in contents)
     )

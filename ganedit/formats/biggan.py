@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError
+from ganedit.errors import CheckpointFormatError
 from ganedit.formats.bundle import ModelBundle
 from ganedit.formats.safe_torch import safe_torch_load
+from ganedit.models import load_exact_state
 from ganedit.models.biggan_deep import BigGANDeep
 
 FORMAT = "biggan-deep (pytorch-pretrained-biggan)"
@@ -24,7 +25,7 @@ WEIGHTS_NAME = "pytorch_model.bin"
 def _published_config(output_dim: int, mults: list[int]) -> dict:
     """config.json of a published model: blocks alternate keep-resolution / upsample, mults per pair."""
     layers = []
-    for in_mult, out_mult in zip(mults, mults[1:]):
+    for in_mult, out_mult in zip(mults, mults[1:], strict=False):
         layers += [[False, in_mult, in_mult], [True, in_mult, out_mult]]
     return {
         "output_dim": output_dim,
@@ -72,8 +73,12 @@ def read_biggan_folder(path: Path) -> ModelBundle:
         )
 
     generator = BigGANDeep(config)
-    _check_tensors(weights_path, config_path, generator.state_dict(), state_dict)
-    generator.load_state_dict(state_dict, strict=True)
+    load_exact_state(
+        generator,
+        state_dict,
+        str(weights_path),
+        hint=f"use the config.json published with these weights, not {config_path}",
+    )
     generator.eval()
 
     return ModelBundle(
@@ -110,28 +115,6 @@ def _locate_files(path: Path) -> tuple[Path, Path]:
             f"{path}: no {WEIGHTS_NAME}; {how_to_fix}: put the model's weights there under that name"
         )
     return config_path, weights_path
-
-
-def _check_tensors(weights_path: Path, config_path: Path, expected: dict, found: dict) -> None:
-    """Raise ArchitectureMismatchError unless `found` has exactly the keys and shapes of `expected`."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    misshaped = [
-        f"{k} {list(found[k].shape)} (expected {list(expected[k].shape)})"
-        for k in expected
-        if k in found and found[k].shape != expected[k].shape
-    ]
-    if not (missing or unexpected or misshaped):
-        return
-    problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if keys:
-            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-            problems.append(f"{len(keys)} {label}: {shown}")
-    raise ArchitectureMismatchError(
-        f"{weights_path}: tensors do not match the BigGAN-deep architecture of {config_path} "
-        f"({'; '.join(problems)}); use the config.json published with these weights"
-    )
 
 
 def _imagenet_class_names() -> list[str]:

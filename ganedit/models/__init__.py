@@ -39,5 +39,38 @@ def config_dict(module: torch.nn.Module) -> dict:
     return dataclasses.asdict(module.config)
 
 
+def load_exact_state(
+    module: torch.nn.Module,
+    state: dict,
+    source: str,
+    hint: str = "the file is damaged or belongs to a different model",
+) -> None:
+    """Fill every parameter and buffer of `module` from `state`, or raise ArchitectureMismatchError.
+
+    Missing, unexpected and mis-shaped tensors are all refused, in one line that lists a few of each:
+    a module is never partially loaded (no `strict=False`, ever).
+    """
+    from ganedit.errors import ArchitectureMismatchError
+
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    misshaped = [
+        f"{key} {list(state[key].shape)} (expected {list(expected[key].shape)})"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            problems.append(f"{len(keys)} {label}: {shown}")
+    if problems:
+        raise ArchitectureMismatchError(
+            f"{source}: tensors do not match the {module.arch} architecture ({'; '.join(problems)}); {hint}"
+        )
+    module.load_state_dict(state, strict=True)
+
+
 def _import_all() -> None:
     from ganedit.models import biggan_deep, stylegan2  # noqa: F401  (registers the architectures)

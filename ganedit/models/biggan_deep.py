@@ -414,6 +414,8 @@ class BigGANDeep(nn.Module):
 
 def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:
     """Raise a ValueError unless `tensor` has `shape` (None matches any size)."""
-    if tensor.dim() != len(shape) or any(want is not None and got != want for got, want in zip(tensor.shape, shape)):
+    if tensor.dim() != len(shape) or any(
+        want is not None and got != want for got, want in zip(tensor.shape, shape, strict=True)
+    ):
         expected = "[" + ", ".join("B" if want is None else str(want) for want in shape) + "]"
         raise ValueError(f"{name} must have shape {expected}, got {list(tensor.shape)}")
