@@ -332,7 +332,9 @@ def zoo_list(as_json):
     from rich.table import Table
 
     table = Table(title=f"ganedit zoo (cache: {zoo.cache_root()})")
-    for column in ("name", "arch", "px", "classes", "size", "licence", "hash", "cached"):
+    for column in ("name", "arch", "px", "classes", "size"):
+        table.add_column(column, no_wrap=True)
+    for column in ("licence", "hash", "cached"):
         table.add_column(column)
     for row in rows:
         table.add_row(
