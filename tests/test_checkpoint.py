@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import TINY_BIGGAN
 from safetensors import safe_open
 
 import ganedit
@@ -12,18 +13,6 @@ from ganedit.cli import main
 from ganedit.errors import CheckpointFormatError, GaneditError
 from ganedit.models.biggan_deep import BigGANDeep
 from ganedit.provenance import make_provenance, parent_record, sha256_of
-
-TINY_BIGGAN = {
-    "attention_layer_position": 1,
-    "channel_width": 4,
-    "class_embed_dim": 128,
-    "eps": 1e-4,
-    "layers": [[True, 2, 2], [True, 2, 1]],
-    "n_stats": 51,
-    "num_classes": 3,
-    "output_dim": 16,
-    "z_dim": 128,
-}
 
 
 @pytest.fixture

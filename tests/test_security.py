@@ -1,44 +1,14 @@
 """No loader ever executes code from a checkpoint: crafted files are refused, and their code never runs."""
 
 import json
-import os
 import pickle
 
 import pytest
 import torch
+from helpers import TINY_BIGGAN, CreatesAFile, OpensAFile
 
 import ganedit
 from ganedit.errors import UnsafeCheckpointError
-
-TINY_BIGGAN_CONFIG = {
-    "attention_layer_position": 1,
-    "channel_width": 4,
-    "class_embed_dim": 128,
-    "eps": 1e-4,
-    "layers": [[True, 2, 2], [True, 2, 1]],
-    "n_stats": 51,
-    "num_classes": 2,
-    "output_dim": 16,
-    "z_dim": 128,
-}
-
-
-class CreatesAFile:
-    """Unpickling this object would run `touch <path>` (what a malicious checkpoint does)."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.path}",))
-
-
-class OpensAFile:
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 @pytest.fixture(params=["system", "open"])
@@ -62,7 +32,7 @@ def rosinality_style_pt(path, payload, zip_format=True):
 
 def biggan_folder(folder, payload):
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(TINY_BIGGAN_CONFIG))
+    (folder / "config.json").write_text(json.dumps(TINY_BIGGAN))
     torch.save({"embeddings.weight": payload}, folder / "pytorch_model.bin")
 
 

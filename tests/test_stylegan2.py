@@ -4,13 +4,13 @@ rebuild from their JSON config."""
 import argparse
 import dataclasses
 import json
-import os
 import pickle
 import sys
 import types
 
 import pytest
 import torch
+from helpers import CreatesAFile, OpensAFile
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -204,24 +204,6 @@ def test_stylegan3_pickle_is_refused_naming_the_class(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------
 # Security: crafted files never run
-
-
-class CreatesAFile:
-    """Unpickling this object runs `touch <path>` (what a malicious checkpoint does)."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.path}",))
-
-
-class OpensAFile:
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 @pytest.mark.parametrize("payload, refused", [(CreatesAFile, "system"), (OpensAFile, "open")])
