@@ -12,15 +12,14 @@ architecture and config, then loads its tensors strictly.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ganedit.errors import CheckpointFormatError, GaneditError
+from ganedit.atomic import atomic_write
+from ganedit.errors import CheckpointFormatError
 from ganedit.formats.bundle import ModelBundle
 from ganedit.models import build, config_dict, load_exact_state
 
@@ -60,19 +59,7 @@ def save_checkpoint(
     if extra:
         metadata["ganedit.extra"] = json.dumps(extra)
 
-    if not path.parent.exists():
-        raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        with open(temporary, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
 
 
 def _prefixed_tensors(prefix: str, module: torch.nn.Module, dtype: torch.dtype) -> dict:

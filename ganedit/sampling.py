@@ -118,18 +118,8 @@ def save_each(images: torch.Tensor, folder: Path, names: list[str]) -> list[Path
 
 
 def _save_png(image: torch.Tensor, path: Path) -> None:
-    import os
-    import tempfile
-
     from PIL import Image
 
-    if not path.parent.exists():
-        raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from ganedit.atomic import atomic_write
+
+    atomic_write(path, lambda temporary: Image.fromarray(image.permute(1, 2, 0).numpy()).save(temporary, format="PNG"))

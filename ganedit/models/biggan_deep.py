@@ -147,10 +147,11 @@ class ConditionalBatchNorm(nn.Module):
         self.register_buffer("running_vars", torch.ones(n_stats, num_features))
         self.scale = SNLinear(cond_dim, num_features, bias=False)
         self.offset = SNLinear(cond_dim, num_features, bias=False)
+        self.batch_statistics = False
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, truncation: float) -> torch.Tensor:
-        mean = statistics_at(self.running_means, truncation)  # [C]
-        inv_std = torch.rsqrt(statistics_at(self.running_vars, truncation) + self.eps)  # [C]
+        mean, var = _statistics(self, x, truncation)  # [C], [C]
+        inv_std = torch.rsqrt(var + self.eps)  # [C]
         # Fold normalisation and conditional affine into one per-sample, per-channel x * a + b.
         a = (1 + self.scale(cond)) * inv_std  # [B, C]
         b = self.offset(cond) - mean * a  # [B, C]
@@ -173,11 +174,23 @@ class BatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_means", torch.zeros(n_stats, num_features))
         self.register_buffer("running_vars", torch.ones(n_stats, num_features))
+        self.batch_statistics = False
 
     def forward(self, x: torch.Tensor, truncation: float) -> torch.Tensor:
-        mean = statistics_at(self.running_means, truncation)
-        var = statistics_at(self.running_vars, truncation)
+        if self.batch_statistics:
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+        mean, var = _statistics(self, x, truncation)
         return F.batch_norm(x, mean, var, self.weight, self.bias, training=False, eps=self.eps)
+
+
+def _statistics(norm: nn.Module, x: torch.Tensor, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance [C] a batch norm normalises with: stored for `truncation`, or the batch's own.
+
+    The batch's own statistics are used only while training from scratch (`use_batch_statistics`).
+    """
+    if norm.batch_statistics:
+        return x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+    return statistics_at(norm.running_means, truncation), statistics_at(norm.running_vars, truncation)
 
 
 class GenBlock(nn.Module):
@@ -410,6 +423,18 @@ class BigGANDeep(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor, truncation: float) -> torch.Tensor:
         """Images [B, 3, H, W] in [-1, 1]; see the class docstring for the arguments."""
         return self.from_embedding(z, self.embed(c), truncation)
+
+    def use_batch_statistics(self, enabled: bool = True) -> "BigGANDeep":
+        """Normalise with each batch's own statistics instead of the stored per-truncation ones.
+
+        Only for training a BigGAN-deep from scratch (ganedit's toy-world script), which afterwards
+        stores standing statistics per truncation, as BigGAN-deep's were made. Published checkpoints
+        and every editing procedure use the stored statistics.
+        """
+        for module in self.modules():
+            if isinstance(module, (ConditionalBatchNorm, BatchNorm)):
+                module.batch_statistics = enabled
+        return self
 
 
 def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:

@@ -1,0 +1,180 @@
+"""The toy world's oracle: a small CNN that names every attribute of a toy image, and the toy FID.
+
+Trained by scripts/train_toy_oracle.py on freshly drawn toy images (with noise, blur and colour
+jitter, because it judges GAN samples, which are blurrier and noisier than renderings) and shipped as
+ganedit/data/toy-oracle.safetensors. It is differentiable with respect to its input, so procedures
+can back-propagate through it (embed-tune does).
+
+The toy FID is the Frechet distance between Gaussians fitted to the oracle's penultimate features
+of two image sets, the toy world's stand-in for FID's Inception features.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ganedit.atomic import atomic_write
+from ganedit.errors import CheckpointFormatError, GaneditError
+from ganedit.models import load_exact_state
+from ganedit.toy.world import ATTRIBUTES, RESOLUTION, ToyBatch
+
+ORACLE_PATH = Path(__file__).resolve().parents[1] / "data" / "toy-oracle.safetensors"
+METADATA_KEY = "ganedit.toy_oracle"
+
+
+@dataclasses.dataclass
+class OracleConfig:
+    widths: tuple[int, ...] = (16, 32, 64, 96)  # channels of the four stages (32, 16, 8, 4 px)
+    labels: dict[str, list[str]] = dataclasses.field(  # attribute -> label names, one head each
+        default_factory=lambda: {attribute: list(names) for attribute, names in ATTRIBUTES.items()}
+    )
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU: keeps the resolution."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ToyOracle(nn.Module):
+    """Four convolutional stages (32 -> 16 -> 8 -> 4 px), global average pooling, one linear head per
+    attribute. `features` is the pooled vector the heads read."""
+
+    arch = "toy-oracle"
+
+    def __init__(self, config: OracleConfig | None = None):
+        super().__init__()
+        self.config = config or OracleConfig()
+        self.labels = self.config.labels
+        self.training_record: dict = {}  # how the loaded weights were trained (see load_oracle)
+        w1, w2, w3, w4 = self.config.widths
+        self.trunk = nn.Sequential(
+            conv_block(3, w1),  # 32 px
+            nn.MaxPool2d(2),
+            conv_block(w1, w2),  # 16 px
+            conv_block(w2, w2),
+            nn.MaxPool2d(2),
+            conv_block(w2, w3),  # 8 px
+            conv_block(w3, w3),
+            nn.MaxPool2d(2),
+            conv_block(w3, w4),  # 4 px
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.heads = nn.ModuleDict({attribute: nn.Linear(w4, len(names)) for attribute, names in self.labels.items()})
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate embedding [N, F] of images [N, 3, H, W] in [-1, 1] (resized to 32 px if needed)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"the toy oracle expects images [N, 3, H, W], got {list(images.shape)}")
+        if images.shape[-2:] != (RESOLUTION, RESOLUTION):
+            images = F.interpolate(
+                images, size=(RESOLUTION, RESOLUTION), mode="bilinear", antialias=True, align_corners=False
+            )
+        return self.trunk(images)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per attribute: {attribute: [N, len(labels[attribute])]}."""
+        features = self.features(images)
+        return {attribute: head(features) for attribute, head in self.heads.items()}
+
+
+def save_oracle(oracle: ToyOracle, path: Path | str, training: dict) -> Path:
+    """Write the oracle's tensors (fp32) and config, plus `training` facts, to `path` atomically."""
+    path = Path(path)
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in oracle.state_dict().items()}
+    metadata = {METADATA_KEY: json.dumps({"config": dataclasses.asdict(oracle.config), "training": training})}
+    return atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
+
+
+def load_oracle(device: torch.device | str = "cpu", path: Path | str = ORACLE_PATH) -> ToyOracle:
+    """The shipped oracle, loaded strictly, in eval mode, with its parameters frozen."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as stream:
+            metadata = stream.metadata() or {}
+            tensors = {name: stream.get_tensor(name) for name in stream.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointFormatError(
+            f"{path}: cannot read the toy oracle ({error}); recreate it with `python scripts/train_toy_oracle.py`"
+        ) from None
+    if METADATA_KEY not in metadata:
+        raise CheckpointFormatError(f"{path}: not a toy oracle file (no {METADATA_KEY} metadata)")
+    record = json.loads(metadata[METADATA_KEY])
+    config = OracleConfig(widths=tuple(record["config"]["widths"]), labels=record["config"]["labels"])
+    if config.labels != OracleConfig().labels:
+        raise GaneditError(
+            f"{path}: the toy oracle was trained on labels {config.labels}, which differ from this ganedit's "
+            "toy world; retrain it with `python scripts/train_toy_oracle.py`"
+        )
+    oracle = ToyOracle(config)
+    load_exact_state(oracle, tensors, str(path), hint="retrain it with `python scripts/train_toy_oracle.py`")
+    oracle.training_record = record["training"]
+    return oracle.eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def predict(oracle: ToyOracle, images: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """The oracle's label per attribute: {attribute: LongTensor [N]} (on the CPU)."""
+    device = next(oracle.parameters()).device
+    chunks = [oracle(chunk.to(device)) for chunk in images.split(batch_size)]
+    return {
+        attribute: torch.cat([logits[attribute].argmax(1).cpu() for logits in chunks]) for attribute in oracle.labels
+    }
+
+
+def accuracy(oracle: ToyOracle, batch: ToyBatch) -> dict[str, float]:
+    """Fraction of a toy batch whose every attribute the oracle names correctly, per attribute."""
+    predictions = predict(oracle, batch.images)
+    return {
+        attribute: (predictions[attribute] == truth.cpu()).float().mean().item()
+        for attribute, truth in batch.labels().items()
+    }
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [N, F] and [M, F], in float64.
+
+    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)), where the last trace is computed as
+    tr((S_a^(1/2) S_b S_a^(1/2))^(1/2)): the matrix inside is symmetric positive semi-definite, so both
+    square roots come from symmetric eigen-decompositions (eigenvalues clamped at 0 against round-off).
+    """
+    a, b = features_a.detach().double(), features_b.detach().double()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two feature sets [N>=2, F] of equal width, got {list(a.shape)} and {list(b.shape)}")
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    root_a = _psd_sqrt(cov_a)
+    cross_trace = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    distance = (mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross_trace
+    return float(distance.clamp(min=0))
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    """Square root of a symmetric positive semi-definite matrix."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
+    return eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
+
+
+@torch.no_grad()
+def toy_fid(images_a: torch.Tensor, images_b: torch.Tensor, oracle: ToyOracle, batch_size: int = 500) -> float:
+    """Toy FID: Frechet distance between the oracle features of two image sets in [-1, 1].
+
+    Like FID it is biased upwards for small sets; compare values only at equal sample counts (1,000 or
+    more per set is a good default).
+    """
+    return frechet_distance(_features(images_a, oracle, batch_size), _features(images_b, oracle, batch_size))
+
+
+def _features(images: torch.Tensor, oracle: ToyOracle, batch_size: int) -> torch.Tensor:
+    device = next(oracle.parameters()).device
+    return torch.cat([oracle.features(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
