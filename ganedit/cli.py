@@ -375,7 +375,12 @@ from ganedit.embed_tune import INIT_STRATEGIES as INIT_CHOICES  # noqa: E402
     "embed-tune",
     context_settings=CONTEXT,
     epilog="""\b
+MODEL defaults to the embedded toy model (toy-biggan), judged by the toy oracle.
+
+\b
 Examples:
+  ganedit embed-tune --class heart -o heart.safetensors          # re-purpose the toy model to a new class
+  ganedit embed-tune --class star --init target --diversity features -o star.safetensors   # repair a class
   ganedit embed-tune biggan-deep-256 --class daisy -o daisy.safetensors
   ganedit embed-tune biggan-deep-256 --class daisy --class 'tiger shark' --classifier alexnet \\
       --classifier resnet50 --init target -o repaired.safetensors --grid before_after.png
@@ -389,13 +394,14 @@ Examples:
   places365-resnet18 (-resnet50, -alexnet, -densenet161)   Places365 scene classifiers
   ARCH=PATH with --labels FILE       a local torchvision-architecture state dict, one label per line
   toy                                the toy world's shape oracle
-Default: resnet50 for a 1000-class model. Weights download once into $TORCH_HOME/hub/checkpoints.
+Default: toy for a model whose classes are toy shapes, resnet50 for a 1000-class model.
+Weights download once into $TORCH_HOME/hub/checkpoints.
 
 \b
 --class is a label of the classifier; a label the model has (by name, or the same index when the model's
 classes are the classifier's) is replaced, one it lacks becomes a new class appended to the model.""",
 )
-@click.argument("model")  # later: optional, defaulting to the embedded toy model
+@click.argument("model", default="toy-biggan")
 @click.option(
     "--class",
     "classes",
@@ -528,11 +534,7 @@ def embed_tune_command(
             f"{model} is a {bundle.generator.arch} model; embed-tune needs a BigGAN-deep model (class embeddings)"
         )
     if not classifiers:
-        if bundle.generator.config.num_classes != 1000:
-            raise GaneditError(
-                "choose the judge with --classifier (the default resnet50 is for 1000-class ImageNet models)"
-            )
-        classifiers = ("resnet50",)
+        classifiers = (default_judge(bundle),)
     judge = load_judges(list(classifiers), labels, torch_device)
     targets = [resolve_label(judge, name) for name in classes]
 
@@ -597,6 +599,20 @@ def embed_tune_command(
         )
     stdout_console().print(table)
     stdout_console().print(f"wrote {output} ({report['kind']})" + (f" and {grid}" if grid else ""))
+
+
+def default_judge(bundle) -> str:
+    """The judge a model is meant for: the toy oracle for toy-shape classes, ResNet-50 for ImageNet's 1000."""
+    from ganedit.toy.world import SHAPES
+
+    if bundle.class_names and set(bundle.class_names) <= set(SHAPES):
+        return "toy"
+    if bundle.generator.config.num_classes == 1000:
+        return "resnet50"
+    raise GaneditError(
+        f"{bundle.source} has {bundle.generator.config.num_classes} classes: choose the judge with --classifier "
+        "(see `ganedit embed-tune --help`)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ganedit.errors import GaneditError
@@ -25,6 +25,7 @@ from ganedit.errors import GaneditError
 BIGGAN_S3 = "https://s3.amazonaws.com/models.huggingface.co/biggan/"
 NVIDIA_NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
 HF_BIGGAN_128 = "https://huggingface.co/osanseviero/BigGAN-deep-128/resolve/main/"
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class ZooModel:
     files: tuple[ZooFile, ...]
     size_mb: float | None = None  # approximate download size, where known
     load_path: str = ""  # what to load inside the folder ("" = the folder itself)
-    embedded: bool = False  # shipped inside the package (no download)
-    notes: str = field(default="")
+    embedded: bool = False  # shipped inside the package (no download, no cache)
+    kind: str = "generator"  # "generator" (load with load_model) or "judge" (use with --classifier)
 
 
 def _biggan(resolution: int, size_mb: float, params: str) -> ZooModel:
@@ -88,9 +89,44 @@ def _nvidia_stylegan2(name: str, filename: str, resolution: int, what: str) -> Z
     )
 
 
+def _toy(name: str, filename: str, description: str, architecture: str, classes: int, kind: str) -> ZooModel:
+    return ZooModel(
+        name=name,
+        description=description,
+        architecture=architecture,
+        format="ganedit (safetensors)" if kind == "generator" else "toy oracle (safetensors)",
+        resolution=32,
+        classes=classes,
+        licence="same as ganedit (trained by ganedit's own scripts on procedural data)",
+        files=(ZooFile(filename, ()),),
+        size_mb=None,
+        load_path=filename,
+        embedded=True,
+        kind=kind,
+    )
+
+
 REGISTRY: dict[str, ZooModel] = {
     model.name: model
     for model in [
+        _toy(
+            "toy-biggan",
+            "toy-biggan.safetensors",
+            "toy world: class-conditional BigGAN-deep, 9 shape classes; 'star' collapsed to red, 'heart' never seen "
+            "(scripts/train_toy_biggan.py)",
+            "biggan-deep",
+            9,
+            "generator",
+        ),
+        _toy(
+            "toy-oracle",
+            "toy-oracle.safetensors",
+            "toy world: oracle classifier of shape, colour and background; the judge `--classifier toy` "
+            "(scripts/train_toy_oracle.py)",
+            "toy-oracle",
+            10,
+            "judge",
+        ),
         _biggan(128, 201, "50.4M"),
         _biggan(256, 223, "55.9M"),
         _biggan(512, 225, "56.2M"),
@@ -123,7 +159,7 @@ def is_offline() -> bool:
 
 
 def model_dir(model: ZooModel) -> Path:
-    return cache_root() / model.name
+    return PACKAGE_DATA if model.embedded else cache_root() / model.name
 
 
 def cached_files(model: ZooModel) -> dict[str, bool]:
@@ -132,6 +168,8 @@ def cached_files(model: ZooModel) -> dict[str, bool]:
 
 
 def hash_policy(model: ZooModel) -> str:
+    if model.embedded:
+        return "shipped with ganedit"
     if all(file.sha256 for file in model.files):
         return "published sha256"
     pins = _read_pins(model)
@@ -154,9 +192,16 @@ def lookup(name: str) -> ZooModel:
 def resolve(name: str, offline: bool | None = None) -> Path:
     """Local path of zoo model `name`, downloading missing files unless offline; hashes verified."""
     model = lookup(name)
+    if model.embedded:
+        path = PACKAGE_DATA / model.load_path
+        if not path.is_file():
+            raise GaneditError(
+                f"zoo model {model.name!r}: {path} is missing from the installed package; reinstall ganedit "
+                "(or recreate it with the training script named in `ganedit zoo list`)"
+            )
+        return path
     offline = is_offline() if offline is None else offline
     folder = model_dir(model)
-    pins = _read_pins(model)
     for file in model.files:
         target = folder / file.filename
         if not target.is_file():
@@ -167,41 +212,50 @@ def resolve(name: str, offline: bool | None = None) -> Path:
                     "that folder, or pass the model's path instead of its name"
                 )
             folder.mkdir(parents=True, exist_ok=True)
-            _download(model, file, target)
-        _verify(model, file, target, pins)
+            download(f"zoo model {model.name!r}", file.urls, target, file.sha256)
+        check_pin(target, folder / "sha256.json", file.sha256)
     return folder / model.load_path if model.load_path else folder
 
 
 def _read_pins(model: ZooModel) -> dict:
-    pin_file = model_dir(model) / "sha256.json"
     try:
-        return json.loads(pin_file.read_text())
+        return json.loads((model_dir(model) / "sha256.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
 
-def _verify(model: ZooModel, file: ZooFile, target: Path, pins: dict) -> None:
+def check_pin(target: Path, pin_file: Path, published: str | None = None) -> None:
+    """Verify `target` against its published sha256, or else the one pinned in `pin_file` at first use.
+
+    With neither, the file's hash is pinned now (trust on first use) and checked on every later call.
+    """
     from ganedit.provenance import sha256_of
 
     actual = sha256_of(target)
-    expected = file.sha256 or pins.get(file.filename)
+    try:
+        pins = json.loads(pin_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        pins = {}
+    expected = published or pins.get(target.name)
     if expected is None:
-        pins[file.filename] = actual
-        (model_dir(model) / "sha256.json").write_text(json.dumps(pins, indent=2))
+        pins[target.name] = actual
+        pin_file.write_text(json.dumps(pins, indent=2))
     elif actual != expected:
+        where = "published" if published else f"pinned at first download in {pin_file}"
         raise GaneditError(
-            f"zoo model {model.name!r}: {target} has sha256 {actual[:16]}..., expected {expected[:16]}... "
-            f"({'published' if file.sha256 else 'pinned at first download'}); delete the file to download it again"
+            f"{target} has sha256 {actual[:16]}..., expected {expected[:16]}... ({where}); "
+            "delete the file to download it again"
         )
 
 
-def _download(model: ZooModel, file: ZooFile, target: Path) -> None:
+def download(label: str, urls: tuple[str, ...], target: Path, sha256: str | None = None) -> None:
+    """Fetch the first of `urls` that answers into `target` (atomically), with a progress bar on stderr."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from ganedit.console import stderr_console
 
     errors = []
-    for url in file.urls:
+    for url in urls:
         partial = target.with_name(target.name + ".part")
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
@@ -218,19 +272,19 @@ def _download(model: ZooModel, file: ZooFile, target: Path) -> None:
                         transient=True,
                     ) as progress,
                 ):
-                    task = progress.add_task(f"{model.name}: {file.filename}", total=total)
+                    task = progress.add_task(f"{label}: {target.name}", total=total)
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         digest.update(chunk)
                         progress.advance(task, len(chunk))
-            if file.sha256 and digest.hexdigest() != file.sha256:
-                raise GaneditError(f"downloaded {file.filename} from {url} has the wrong sha256")
+            if sha256 and digest.hexdigest() != sha256:
+                raise GaneditError(f"downloaded {target.name} from {url} has the wrong sha256")
             os.replace(partial, target)
             return
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             partial.unlink(missing_ok=True)
             errors.append(f"{url}: {getattr(error, 'reason', error)}")
     raise GaneditError(
-        f"zoo model {model.name!r}: could not download {file.filename} ({'; '.join(errors)}); "
-        f"download it by hand into {target.parent}, or pass the model's path instead of its name"
+        f"{label}: could not download {target.name} ({'; '.join(errors)}); "
+        f"download it by hand into {target.parent}, or pass a local path instead of a name"
     )

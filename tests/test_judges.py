@@ -102,7 +102,7 @@ def test_places365_classifier_from_its_published_file_layout(empty_torch_home):
 
     with open(path, "ab") as stream:  # the sha256 pinned at first use is verified on every load
         stream.write(b"tampered")
-    with pytest.raises(GaneditError, match="pinned at first use"):
+    with pytest.raises(GaneditError, match="pinned at first download"):
         load_judge("places365-resnet18")
 
 

@@ -76,6 +76,8 @@ def resolve_model_path(model: str | Path, offline: bool | None = None) -> Path:
         return path
     name = str(model)
     if name in zoo.REGISTRY:
+        if zoo.REGISTRY[name].kind != "generator":
+            raise GaneditError(f"{name} is a judge (a classifier), not a generator; use it with --classifier toy")
         return zoo.resolve(name, offline=offline)
     if "/" in name or "\\" in name or path.suffix:
         raise GaneditError(

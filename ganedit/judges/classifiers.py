@@ -400,7 +400,6 @@ def places365_judge(arch: str) -> Judge:
 
 def _places365_file(arch: str) -> Path:
     from ganedit import zoo
-    from ganedit.provenance import sha256_of
 
     filename = f"{arch}_places365.pth.tar"
     folder = hub_checkpoints()
@@ -413,31 +412,8 @@ def _places365_file(arch: str) -> Path:
                 f"download {url} into that folder (or go online once)"
             )
         folder.mkdir(parents=True, exist_ok=True)
-        entry = zoo.ZooModel(
-            name=f"places365-{arch}",
-            description="",
-            architecture=arch,
-            format="places365",
-            resolution=224,
-            classes=365,
-            licence="CC BY",
-            files=(zoo.ZooFile(filename, (url,)),),
-        )
-        zoo._download(entry, entry.files[0], path)
-    pins_path = folder / PLACES365_PINS
-    try:
-        pins = json.loads(pins_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        pins = {}
-    actual = sha256_of(path)
-    if filename not in pins:
-        pins[filename] = actual
-        pins_path.write_text(json.dumps(pins, indent=2))
-    elif pins[filename] != actual:
-        raise GaneditError(
-            f"{path} has sha256 {actual[:16]}..., but {pins[filename][:16]}... was pinned at first use "
-            f"(in {pins_path}); delete the file to download it again"
-        )
+        zoo.download(f"classifier places365-{arch}", (url,), path)
+    zoo.check_pin(path, folder / PLACES365_PINS)
     return path
 
 
