@@ -480,6 +480,20 @@ classes are the classifier's) is replaced, one it lacks becomes a new class appe
     type=click.IntRange(2),
     help="Held-out latents that choose the best start and score before/after.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: generator and judge under bf16 autocast (for GPUs); embeddings and Adam stay fp32.",
+)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the step (pays off on a GPU over many steps).")
+@click.option(
+    "--starts-per-batch",
+    type=click.IntRange(1),
+    default=None,
+    help="Optimise at most this many starts at once (default: all classes x starts in one batch).",
+)
 @click.option("--patch", is_flag=True, help="Write only the tuned embeddings (a small patch file) to -o.")
 @click.option(
     "--grid",
@@ -507,6 +521,9 @@ def embed_tune_command(
     truncation,
     seed,
     holdout,
+    precision,
+    compile_,
+    starts_per_batch,
     patch,
     grid,
     as_json,
@@ -565,6 +582,9 @@ def embed_tune_command(
             bounds=bounds,
             seed=seed,
             holdout=holdout,
+            precision=precision,
+            compile=compile_,
+            starts_per_batch=starts_per_batch,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     parents = [parent_record(str(model), model_path)]

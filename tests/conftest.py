@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = Path(os.environ.get("GANEDIT_CONFORMANCE", REPO.parent / "shared" / "conformance"))
@@ -19,3 +20,13 @@ def conformance_dir() -> Path:
             pytest.fail(f"conformance data not found at {CONFORMANCE} (set GANEDIT_CONFORMANCE)")
         pytest.skip(f"conformance data not found at {CONFORMANCE}; set GANEDIT_CONFORMANCE to its folder")
     return CONFORMANCE
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module on one thread: tiny tensors gain nothing from threads, and on a busy 2-core machine
+    oversubscribed threads make such tests many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

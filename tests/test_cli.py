@@ -167,3 +167,16 @@ def test_python_dash_m_works():
     """The module runs as `python -m ganedit` too."""
     result = subprocess.run([sys.executable, "-m", "ganedit", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and ganedit.__version__ in result.stdout
+
+
+def test_toy_models_are_in_the_zoo(capsys):
+    code, out, _ = run(capsys, "zoo", "list", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0
+    assert rows["toy-biggan"]["hash"] == rows["toy-oracle"]["hash"] == "shipped with ganedit"
+    assert rows["toy-oracle"]["cached"] is True
+
+
+def test_a_judge_is_not_a_generator(capsys):
+    code, _, err = run(capsys, "info", "toy-oracle")
+    assert code == 2 and "--classifier toy" in one_line_error(err)

@@ -52,13 +52,7 @@ def colour_judge(labels: list[str], seed: int = 1) -> Judge:
     return Judge(network, labels, "colour-judge", Preprocess(None, 32), head)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and oversubscribed threads on a busy CPU cost 20x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +359,77 @@ def test_cli_errors_exit_2_and_write_nothing(cli_files, conformance_dir, capsys,
         "model.safetensors",
         "short.txt",
     ]
+
+
+# --- speed options: precision, compile, starts_per_batch ----------------------------------------------
+
+
+def one_step_inputs(generator, n=4):
+    embeddings = generator.class_embeddings.detach()[:3].clone()
+    z = et.round_latents(generator, 1, 3, n, 0, 1.0)[0]
+    lo, hi = et.embedding_bounds(generator.class_embeddings.detach())
+    labels = torch.tensor([0, 1, 2]).repeat_interleave(n)
+    pairs = et.pair_indices(1, 1, n, 0)[0, 0]
+    return embeddings, z, labels, lo, hi, pairs
+
+
+@pytest.mark.parametrize("space", ["softmax", "features", "pixels"])
+def test_bf16_loss_and_gradient_are_close_to_fp32(generator, judge, space):
+    embeddings, z, labels, lo, hi, pairs = one_step_inputs(generator)
+    losses, gradients = {}, {}
+    for precision in et.PRECISIONS:
+        e = embeddings.clone().requires_grad_(True)
+        with et.frozen(generator):
+            loss = et.am_loss(generator, judge, e, z, labels, lo, hi, 1.0, space, 0.3, pairs, precision)
+            loss.sum().backward()
+        assert loss.dtype == torch.float32 and e.grad.dtype == torch.float32  # the loss is reduced in fp32
+        losses[precision], gradients[precision] = loss.detach(), e.grad
+    torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=0.05, atol=0.05)
+    cosine = F.cosine_similarity(gradients["bf16"], gradients["fp32"], dim=1)
+    assert (cosine > 0.99).all(), cosine
+
+
+def test_bf16_run_records_its_precision_and_evaluates_close_to_fp32(generator, judge):
+    runs = {precision: et.embed_tune(generator, judge, [1], precision=precision, **FAST) for precision in et.PRECISIONS}
+    assert runs["bf16"].parameters["precision"] == "bf16" and runs["fp32"].parameters["compile"] is False
+    assert runs["bf16"].embeddings.dtype == torch.float32
+    before = {precision: run.reports[0].before.probability for precision, run in runs.items()}
+    assert before["bf16"] == pytest.approx(before["fp32"], abs=0.05)  # same embedding, scored in bf16
+
+
+def test_starts_per_batch_changes_nothing_but_the_batching(generator, judge):
+    init = generator.class_embeddings.detach()[[0, 2, 3, 4]] * 1.2
+    targets = torch.tensor([1, 1, 4, 4])
+    lo, hi = et.embedding_bounds(generator.class_embeddings.detach())
+    settings = dict(rounds=2, steps=2, batch_size=4, lr=0.05, weight_decay=0.9, diversity="softmax")
+    settings.update(diversity_weight=0.3, truncation=1.0, seed=3)
+    calls = []
+    with et.frozen(generator):
+        together = et.optimise(generator, judge, init, targets, lo, hi, **settings)
+        apart = et.optimise(
+            generator, judge, init, targets, lo, hi, starts_per_batch=2, progress=lambda *a: calls.append(a), **settings
+        )
+    torch.testing.assert_close(apart, together, atol=1e-5, rtol=1e-5)
+    assert calls == [(2, 8), (4, 8), (6, 8), (8, 8)]
+
+
+def test_speed_options_are_checked(generator, judge):
+    with pytest.raises(GaneditError, match="precision 'fp16' is not one of fp32, bf16"):
+        et.embed_tune(generator, judge, [1], precision="fp16", **FAST)
+    with pytest.raises(GaneditError, match="starts_per_batch must be at least 1"):
+        et.embed_tune(generator, judge, [1], starts_per_batch=0, **FAST)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.compile takes minutes on a CPU")
+def test_compiled_loss_matches_eager_and_compiles_once():
+    from torch._dynamo.utils import counters
+
+    generator = tiny_generator().cuda()
+    judge = colour_judge(CLASS_NAMES + ["new0", "new1"]).cuda()
+    assert et.compiled_am_loss() is et.compiled_am_loss()  # one wrapper per process
+    runs = [et.embed_tune(generator, judge, [1, 4], compile=compile, **FAST) for compile in (False, True)]
+    torch.testing.assert_close(runs[1].embeddings, runs[0].embeddings, atol=1e-4, rtol=1e-4)
+    assert runs[1].parameters["compile"] is True
+    graphs = counters["stats"]["unique_graphs"]
+    et.embed_tune(generator, judge, [2, 3], compile=True, **FAST)  # same models and shapes: no new compilation
+    assert counters["stats"]["unique_graphs"] == graphs

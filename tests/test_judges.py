@@ -11,13 +11,7 @@ from ganedit.errors import GaneditError
 from ganedit.judges import Ensemble, Judge, Preprocess, load_judge, load_judges, resolve_label
 from ganedit.judges.classifiers import places365_labels, read_labels, torchvision_judge
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ read weights-only). The package's legacy downloads name the two files `<name>-co
 `<name>-pytorch_model.bin`; given such a `.bin`, the reader looks for `<name>-config.json` beside it.
 """
 
+import itertools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +26,7 @@ WEIGHTS_NAME = "pytorch_model.bin"
 def _published_config(output_dim: int, mults: list[int]) -> dict:
     """config.json of a published model: blocks alternate keep-resolution / upsample, mults per pair."""
     layers = []
-    for in_mult, out_mult in zip(mults, mults[1:], strict=False):
+    for in_mult, out_mult in itertools.pairwise(mults):
         layers += [[False, in_mult, in_mult], [True, in_mult, out_mult]]
     return {
         "output_dim": output_dim,

@@ -48,7 +48,7 @@ def load_exact_state(
     """Fill every parameter and buffer of `module` from `state`, or raise ArchitectureMismatchError.
 
     Missing, unexpected and mis-shaped tensors are all refused, in one line that lists a few of each:
-    a module is never partially loaded (no `strict=False`, ever).
+    a module is never partially loaded.
     """
     from ganedit.errors import ArchitectureMismatchError
 

@@ -1,0 +1,107 @@
+"""embed-tune's effect on the toy world, measured by the oracle on held-out latents.
+
+The shipped toy BigGAN-deep has two designed-in defects (scripts/train_toy_biggan.py):
+- 'heart' is a shape the oracle knows and the generator never saw: re-purposing must take it from
+  near-zero accuracy (the best existing class's) to a clear majority;
+- 'star' was only ever drawn red: repairing it with the diversity term in the oracle's feature space
+  must widen its colours while it stays a star.
+Each effect is compared with the no-edit baseline and with how much that baseline moves between two
+independent sets of held-out latents (seed-to-seed noise).
+"""
+
+import math
+
+import pytest
+import torch
+
+import ganedit
+from ganedit import embed_tune as et
+from ganedit.judges import load_judge, resolve_label
+from ganedit.sampling import sample_latents
+from ganedit.toy import world
+from ganedit.toy.oracle import load_oracle, predict
+
+HELD_OUT = 300
+
+
+@pytest.fixture(scope="module")
+def toy():
+    bundle = ganedit.load_model("toy-biggan")
+    return bundle.generator, bundle.class_names
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    return load_oracle()
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return load_judge("toy")
+
+
+def oracle_labels(generator, oracle, embedding, seed):
+    """The oracle's shape and colour labels for HELD_OUT images of one class embedding."""
+    z = sample_latents(generator, HELD_OUT, seed)
+    with torch.no_grad():
+        images = generator.from_embedding(z, embedding.expand(HELD_OUT, -1), 1.0)
+    return predict(oracle, images)
+
+
+def accuracy(labels, shape):
+    return (labels["shape"] == world.SHAPES.index(shape)).float().mean().item()
+
+
+def colour_entropy(labels):
+    """Entropy (bits) of the oracle's colour distribution: 0 for one colour, 3 for all 8 alike."""
+    p = torch.bincount(labels["colour"], minlength=len(world.COLOURS)).float() / len(labels["colour"])
+    p = p[p > 0]
+    return float(-(p * p.log2()).sum())
+
+
+def test_the_defects_are_there(toy, oracle):
+    generator, names = toy
+    assert "heart" not in names
+    star = oracle_labels(generator, oracle, generator.class_embeddings[names.index("star")], seed=1)
+    assert accuracy(star, "star") > 0.8
+    assert colour_entropy(star) < 0.5  # collapsed: (nearly) always red
+    circle = oracle_labels(generator, oracle, generator.class_embeddings[names.index("circle")], seed=1)
+    assert colour_entropy(circle) > 2.5  # the other classes cover the palette
+
+
+def test_repurposing_teaches_an_unseen_class(toy, oracle, judge):
+    generator, names = toy
+    heart = resolve_label(judge, "heart")
+    baseline = [  # no edit: the best any existing class does, on two independent held-out sets
+        max(accuracy(oracle_labels(generator, oracle, row, seed), "heart") for row in generator.class_embeddings)
+        for seed in (1, 2)
+    ]
+    result = et.embed_tune(generator, judge, [heart], class_names=names, init="top", seed=0)
+    report = result.reports[0]
+    assert report.new and result.class_names[-1] == "heart"
+    after = [accuracy(oracle_labels(generator, oracle, result.embeddings[0], seed), "heart") for seed in (1, 2)]
+    noise = abs(baseline[0] - baseline[1])
+    print(f"heart accuracy: baseline {baseline}, after {after}, seed-to-seed noise {noise:.3f}")
+    assert max(baseline) < 0.2
+    assert min(after) > 0.6
+    assert min(after) - max(baseline) > 10 * max(noise, 0.02)
+
+
+def test_repairing_a_collapsed_class_widens_its_colours(toy, oracle, judge):
+    generator, names = toy
+    star = resolve_label(judge, "star")
+    row = generator.class_embeddings[names.index("star")]
+    baseline = [colour_entropy(oracle_labels(generator, oracle, row, seed)) for seed in (1, 2)]
+    result = et.embed_tune(
+        generator, judge, [star], class_names=names, init="target", diversity="features", diversity_weight=1.0, seed=0
+    )
+    assert not result.reports[0].new and result.reports[0].column == names.index("star")
+    after = [oracle_labels(generator, oracle, result.embeddings[0], seed) for seed in (1, 2)]
+    entropy = [colour_entropy(labels) for labels in after]
+    noise = abs(baseline[0] - baseline[1])
+    print(
+        f"star colour entropy: baseline {baseline}, after {entropy}; accuracy after {[accuracy(a, 'star') for a in after]}"
+    )
+    assert min(entropy) - max(baseline) > max(10 * noise, 0.5)
+    assert min(star_accuracy) > 0.7  # still recognisably a star
+    assert not math.isnan(result.reports[0].after.diversity)
