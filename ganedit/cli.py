@@ -68,6 +68,13 @@ def apply_common(device: str, quiet: bool, offline: bool) -> torch.device:
     return resolve_device(device)
 
 
+def add_plain_row(table, *cells: object) -> None:
+    """A table row shown as written: values such as "[False, 4, 4]" are not rich markup."""
+    from rich.text import Text
+
+    table.add_row(*(Text(str(cell)) for cell in cells))
+
+
 def emit_json(data: dict) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -133,25 +140,25 @@ def info(model, as_json, device, quiet, offline):
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("source", report["source"])
-    table.add_row("format", report["format"])
-    table.add_row("architecture", report["architecture"])
-    table.add_row("resolution", f"{report['resolution']} px")
+    add_plain_row(table, "source", report["source"])
+    add_plain_row(table, "format", report["format"])
+    add_plain_row(table, "architecture", report["architecture"])
+    add_plain_row(table, "resolution", f"{report['resolution']} px")
     names = report["class_names"]
     classes = str(report["classes"]) if report["classes"] else "unconditional"
     if names:
         shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
         classes += f": {shown}"
-    table.add_row("classes", classes)
-    table.add_row("generator", f"{report['generator']['parameters']:,} parameters")
-    table.add_row("  config", json.dumps(report["generator"]["config"]))
+    add_plain_row(table, "classes", classes)
+    add_plain_row(table, "generator", f"{report['generator']['parameters']:,} parameters")
+    add_plain_row(table, "  config", json.dumps(report["generator"]["config"]))
     if report["discriminator"]:
-        table.add_row("discriminator", f"{report['discriminator']['parameters']:,} parameters")
-        table.add_row("  config", json.dumps(report["discriminator"]["config"]))
+        add_plain_row(table, "discriminator", f"{report['discriminator']['parameters']:,} parameters")
+        add_plain_row(table, "  config", json.dumps(report["discriminator"]["config"]))
     else:
-        table.add_row("discriminator", "none")
+        add_plain_row(table, "discriminator", "none")
     for key, value in report["metadata"].items():
-        table.add_row(key, json.dumps(value, default=str) if not isinstance(value, str) else value)
+        add_plain_row(table, key, json.dumps(value, default=str) if not isinstance(value, str) else value)
     stdout_console().print(table)
 
 
@@ -332,19 +339,23 @@ def zoo_list(as_json):
     from rich.table import Table
 
     table = Table(title=f"ganedit zoo (cache: {zoo.cache_root()})")
-    for column in ("name", "arch", "px", "classes", "size"):
-        table.add_column(column, no_wrap=True)
-    for column in ("licence", "hash", "cached"):
-        table.add_column(column)
+    short_hash = {
+        "published sha256": "published",
+        "pinned at first download": "pinned",
+        "to be pinned at first download": "on first use",
+        "shipped with ganedit": "shipped",
+    }
+    for column in ("name", "px", "classes", "size", "licence", "sha256", "cached"):
+        table.add_column(column, no_wrap=column != "licence", min_width=10 if column == "licence" else None)
     for row in rows:
-        table.add_row(
+        add_plain_row(
+            table,
             row["name"],
-            row["architecture"],
-            str(row["resolution"]),
-            str(row["classes"] or "-"),
-            f"{row['size_mb']:.0f} MB" if row["size_mb"] else "?",
-            row["licence"],
-            row["hash"],
+            row["resolution"],
+            row["classes"] or "-",
+            f"{row['size_mb']:g} MB" if row["size_mb"] else "?",
+            row["licence"].split(" (")[0],
+            short_hash[row["hash"]],
             "yes" if row["cached"] else "no",
         )
     stdout_console().print(table)
@@ -610,7 +621,8 @@ def embed_tune_command(
         table.add_column(column)
     for row in result.reports:
         where = f"{row.column} (new)" if row.new else str(row.column)
-        table.add_row(
+        add_plain_row(
+            table,
             f"{row.label} [{row.label_index}]",
             where,
             f"{row.before.probability:.3f} -> {row.after.probability:.3f}",

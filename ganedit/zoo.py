@@ -97,9 +97,11 @@ def _toy(name: str, filename: str, description: str, architecture: str, classes:
         format="ganedit (safetensors)" if kind == "generator" else "toy oracle (safetensors)",
         resolution=32,
         classes=classes,
-        licence="same as ganedit (trained by ganedit's own scripts on procedural data)",
+        licence="as ganedit",
         files=(ZooFile(filename, ()),),
-        size_mb=None,
+        size_mb=round((PACKAGE_DATA / filename).stat().st_size / 1e6, 1)
+        if (PACKAGE_DATA / filename).is_file()
+        else None,
         load_path=filename,
         embedded=True,
         kind=kind,
