@@ -633,6 +633,47 @@ def embed_tune_command(
     stdout_console().print(f"wrote {output} ({report['kind']})" + (f" and {grid}" if grid else ""))
 
 
+@cli.command(
+    "apply-patch",
+    context_settings=CONTEXT,
+    epilog="""\b
+Examples:
+  ganedit embed-tune --class heart --patch -o heart.patch.safetensors
+  ganedit apply-patch heart.patch.safetensors toy-biggan -o toy-with-heart.safetensors""",
+)
+@click.argument("patch_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@common_options
+def apply_patch_command(patch_file, model, output, as_json, device, quiet, offline):
+    """Apply an embed-tune patch (the tuned embeddings only) to the base model it was made from."""
+    from ganedit import embed_tune as et
+    from ganedit.formats import resolve_model_path
+    from ganedit.provenance import make_provenance, parent_record
+
+    apply_common(device, quiet, offline)
+    if not patch_file.is_file():
+        raise GaneditError(f"{patch_file}: no such patch file; check the path")
+    model_path = resolve_model_path(model)
+    bundle = ganedit.load_model(model_path)
+    generator, class_names = et.apply_patch(bundle.generator, patch_file, bundle.class_names)
+    _, columns, info = et.read_patch(patch_file)
+    provenance = make_provenance(
+        "embed-tune",
+        {**info["provenance"].get("parameters", {}), "applied_from_patch": str(patch_file)},
+        [parent_record(str(model), model_path), parent_record(str(patch_file), patch_file)],
+        seed=info["provenance"].get("seed"),
+        evaluation=info["provenance"].get("evaluation"),
+    )
+    ganedit.save_checkpoint(output, generator, None, class_names, provenance)
+    report = {"patch": str(patch_file), "model": str(model), "columns": columns, "written": str(output)}
+    if as_json:
+        emit_json(report)
+    else:
+        stdout_console().print(f"wrote {output} ({len(columns)} class embedding(s) from {patch_file})")
+
+
 def default_judge(bundle) -> str:
     """The judge a model is meant for: the toy oracle for toy-shape classes, ResNet-50 for ImageNet's 1000."""
     from ganedit.toy.world import SHAPES

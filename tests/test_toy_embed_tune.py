@@ -99,12 +99,32 @@ def test_repairing_a_collapsed_class_widens_its_colours(toy, oracle, judge):
     after = [oracle_labels(generator, oracle, result.embeddings[0], seed) for seed in (1, 2)]
     entropy = [colour_entropy(labels) for labels in after]
     noise = abs(baseline[0] - baseline[1])
-    print(
-        f"star colour entropy: baseline {baseline}, after {entropy}; accuracy after {[accuracy(a, 'star') for a in after]}"
-    )
+    star_accuracy = [accuracy(labels, "star") for labels in after]
+    print(f"star colour entropy: baseline {baseline}, after {entropy}; star accuracy after {star_accuracy}")
     assert max(baseline) < 0.2
     assert min(entropy) - max(baseline) > max(10 * noise, 1.5)
     for labels in after:  # still recognisably a star: the oracle's most frequent shape, by far
         shares = torch.bincount(labels["shape"], minlength=len(world.SHAPES)).float() / HELD_OUT
         assert shares.argmax() == world.SHAPES.index("star") and shares.max() > 0.45
     assert not math.isnan(result.reports[0].after.diversity)
+
+
+def test_cli_patch_then_apply_equals_the_full_model(tmp_path, capsys):
+    from ganedit.cli import main
+
+    quick = ["--class", "heart", "--starts", "1", "--rounds", "1", "--steps", "2", "--holdout", "4", "--quiet"]
+    assert main(["embed-tune", *quick, "-o", str(tmp_path / "full.safetensors")]) == 0
+    assert main(["embed-tune", *quick, "--patch", "-o", str(tmp_path / "heart.patch.safetensors")]) == 0
+    assert (tmp_path / "heart.patch.safetensors").stat().st_size < 50_000
+    patched = tmp_path / "patched.safetensors"
+    assert main(["apply-patch", str(tmp_path / "heart.patch.safetensors"), "toy-biggan", "-o", str(patched)]) == 0
+    full, applied = ganedit.load_model(tmp_path / "full.safetensors"), ganedit.load_model(patched)
+    assert applied.class_names == full.class_names and applied.class_names[-1] == "heart"
+    assert torch.equal(applied.generator.embeddings.weight, full.generator.embeddings.weight)
+    assert applied.metadata["provenance"]["parents"][0]["source"] == "toy-biggan"
+    capsys.readouterr()
+    # a patch only applies to the model it was made from
+    assert (
+        main(["apply-patch", str(tmp_path / "heart.patch.safetensors"), str(patched), "-o", str(tmp_path / "x")]) == 2
+    )
+    assert "different config" in capsys.readouterr().err and not (tmp_path / "x").exists()
