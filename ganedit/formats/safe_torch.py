@@ -25,11 +25,12 @@ def safe_torch_load(path: Path, allowed_globals: tuple = (), mmap: bool = False)
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if _offending_global(str(error)):
+        offending = _offending_global(str(error))
+        if offending:
             raise UnsafeCheckpointError(
-                f"{path}: refused to load, the file references code outside the weights-only allow-list "
-                f"({_offending_global(str(error)) or first_line}); ganedit never executes code from a "
-                "checkpoint: re-save its tensors with torch.save(state_dict) or as safetensors"
+                f"{path}: refused to load, the file references {offending!r}, outside the weights-only allow-list; "
+                "ganedit never executes code from a checkpoint: re-save its tensors with torch.save(state_dict) "
+                "or as safetensors"
             ) from None
         raise CheckpointFormatError(f"{path}: not a readable PyTorch checkpoint ({first_line})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as error:
