@@ -18,12 +18,12 @@ from the published config, the judge through the test-only `random_weights_for_t
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 
 import torch
+from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganedit import embed_tune as et
@@ -47,8 +47,6 @@ TINY_CONFIG = dict(
     eps=1e-4,
     n_stats=51,
 )
-# Dense bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s, by a part of the device name.
-PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0))
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -94,21 +92,6 @@ def build_models(tiny: bool, device: torch.device) -> tuple[BigGANDeep, torch.nn
     if tiny:
         judge.preprocess = Preprocess(None, config.output_dim)  # no resize to 224: keeps the CPU run small
     return generator.to(device), judge.to(device), judge.name
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_gib(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
 def rounds_and_steps(steps_per_start: int) -> tuple[int, int]:
@@ -240,14 +223,6 @@ def compiled_graphs() -> int:
     from torch._dynamo.utils import counters
 
     return counters["stats"]["unique_graphs"]
-
-
-def device_description(device: torch.device) -> tuple[str, float | None]:
-    if device.type != "cuda":
-        return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads", None
-    name = torch.cuda.get_device_name(device)
-    peak = next((tflops for part, tflops in PEAK_BF16_TFLOPS if part in name), None)
-    return name, peak
 
 
 def tflops(flops: int, seconds: float) -> float:
