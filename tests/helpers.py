@@ -1,6 +1,8 @@
-"""Things several test files need: a tiny BigGAN-deep config and malicious pickle payloads."""
+"""Things several test files need: tiny models and malicious pickle payloads."""
 
 import os
+
+import torch
 
 # A BigGAN-deep small enough to build in milliseconds: 16 px, 3 classes, attention before block 1.
 TINY_BIGGAN = {
@@ -34,3 +36,33 @@ class OpensAFile:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def tiny_stylegan2_pair(c_dim: int = 0, channels: tuple[int, ...] = (32, 32, 32), seed: int = 0):
+    """A 16 px StyleGAN2 generator and discriminator (z = w = 32), seeded, without touching the global RNG."""
+    from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = StyleGAN2Generator(
+            StyleGAN2Generator.Config(
+                z_dim=32,
+                w_dim=32,
+                c_dim=c_dim,
+                img_resolution=16,
+                img_channels=3,
+                channels=list(channels),
+                mapping_layers=2,
+            )
+        )
+        D = StyleGAN2Discriminator(
+            StyleGAN2Discriminator.Config(
+                c_dim=c_dim,
+                img_resolution=16,
+                img_channels=3,
+                channels=list(channels),
+                cmap_dim=32 if c_dim else 0,
+                mapping_layers=1 if c_dim else 0,
+            )
+        )
+    return G, D

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_stylegan2_pair as tiny_pair
 
 from ganedit.errors import GaneditError
-from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganedit.toy import world
 from ganedit.training.adversarial import (
     Trainer,
@@ -22,33 +22,6 @@ from ganedit.training.adversarial import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 BATCH = 4
-
-
-def tiny_pair(c_dim: int = 0, channels: tuple[int, ...] = (32, 32, 32), seed: int = 0):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        G = StyleGAN2Generator(
-            StyleGAN2Generator.Config(
-                z_dim=32,
-                w_dim=32,
-                c_dim=c_dim,
-                img_resolution=16,
-                img_channels=3,
-                channels=list(channels),
-                mapping_layers=2,
-            )
-        )
-        D = StyleGAN2Discriminator(
-            StyleGAN2Discriminator.Config(
-                c_dim=c_dim,
-                img_resolution=16,
-                img_channels=3,
-                channels=list(channels),
-                cmap_dim=32 if c_dim else 0,
-                mapping_layers=1 if c_dim else 0,
-            )
-        )
-    return G, D
 
 
 def real_batches(count: int, seed: int = 1) -> list[torch.Tensor]:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_stylegan2_pair
 from PIL import Image
 
 from ganedit.errors import GaneditError
@@ -157,20 +158,7 @@ def test_flip_is_off_by_default_and_seeded_when_on():
 
 
 def tiny_generator(seed: int, c_dim: int = 0) -> StyleGAN2Generator:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        G = StyleGAN2Generator(
-            StyleGAN2Generator.Config(
-                z_dim=32,
-                w_dim=32,
-                c_dim=c_dim,
-                img_resolution=16,
-                img_channels=3,
-                channels=[32, 32, 32],
-                mapping_layers=2,
-            )
-        )
-    return G.eval().requires_grad_(False)
+    return tiny_stylegan2_pair(c_dim=c_dim, seed=seed)[0].eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
