@@ -723,3 +723,6 @@ def _error(message: str) -> None:
 
 def run() -> None:
     sys.exit(main())
+
+
+from ganedit import cli_unlearn  # noqa: E402, F401  (registers `ganedit unlearn`)

@@ -121,6 +121,31 @@ REGISTRY: dict[str, ZooModel] = {
             "generator",
         ),
         _toy(
+            "toy-stylegan2",
+            "toy-stylegan2.safetensors",
+            "toy world: unconditional StyleGAN2 + D, every shape and colour; what unlearn removes a shape "
+            "kind or a colour from (scripts/train_toy_stylegan2.py)",
+            "stylegan2",
+            0,
+            "generator",
+        ),
+        _toy(
+            "toy-stylegan2-a",
+            "toy-stylegan2-a.safetensors",
+            "toy world: unconditional StyleGAN2 + D, domain A: circle, square, triangle, star, cross",
+            "stylegan2",
+            0,
+            "generator",
+        ),
+        _toy(
+            "toy-stylegan2-b",
+            "toy-stylegan2-b.safetensors",
+            "toy world: unconditional StyleGAN2 + D, domain B: ring, crescent, heart, arrow, ellipse",
+            "stylegan2",
+            0,
+            "generator",
+        ),
+        _toy(
             "toy-oracle",
             "toy-oracle.safetensors",
             "toy world: oracle classifier of shape, colour and background; the judge `--classifier toy` "

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from torch import nn
 
 import ganedit
@@ -43,7 +42,7 @@ from ganedit.models.biggan_deep import BigGANDeep, SpectralNormParameters
 from ganedit.provenance import make_provenance
 from ganedit.sampling import sample_latents
 from ganedit.toy import world
-from ganedit.toy.oracle import load_oracle
+from ganedit.toy.oracle import load_oracle, robust_view
 
 OUTPUT = Path(__file__).resolve().parents[1] / "ganedit" / "data" / "toy-biggan.safetensors"
 COLLAPSED_SHAPE, COLLAPSED_COLOUR = "star", "red"
@@ -77,15 +76,6 @@ def attributes_from_latents(z: torch.Tensor, classes: torch.Tensor) -> tuple[tor
     rotation = world.ROTATION_MAX * (2 * normal_cdf(z[:, 14]) - 1)
     shape = torch.tensor([world.SHAPES.index(name) for name in CLASS_NAMES])[classes]
     return shape, colour, background, size, x, y, rotation
-
-
-def robust_view(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """A random Gaussian blur (sigma 0.5-1.2 px), shift (up to 2 px) and noise (std 0.05) of a batch."""
-    sigma = 0.5 + 0.7 * float(torch.rand(1, generator=rng))
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=rng))
-    noise = 0.05 * torch.randn(images.shape, generator=rng).to(images.device)
-    view = TF.gaussian_blur(images, kernel_size=5, sigma=sigma)
-    return torch.roll(view, shifts=(dy, dx), dims=(2, 3)) + noise
 
 
 @torch.no_grad()

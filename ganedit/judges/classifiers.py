@@ -17,6 +17,7 @@ and it stays in eval mode, so gradients flow to the images only.
 | `ARCH=PATH` (+ labels file)            | a local torchvision-architecture classifier (see below)      |
 | `PATH` (+ labels file)                 | the same, with ARCH in the safetensors metadata key `arch`   |
 | `toy` / `toy-oracle`                   | the toy world's oracle, over its `shape` attribute           |
+| `toy:colour`, `toy:background`         | the toy oracle over another attribute (`toy:shape` = `toy`)  |
 
 Weights are real or the command stops: torchvision and Places365 weights are cached in
 `torch.hub.get_dir()/checkpoints` and downloaded there on first use unless offline; offline and missing,
@@ -497,12 +498,18 @@ def local_judge(arch: str | None, path: Path, labels_file: Path | None) -> Judge
     return Judge(network, labels, f"{arch}={path}", preprocess, last_linear(network))
 
 
-def toy_judge() -> ToyOracleJudge:
+def toy_judge(attribute: str = "shape") -> ToyOracleJudge:
     try:
         from ganedit.toy.oracle import load_oracle
     except ImportError:
         raise GaneditError("the toy oracle is not available in this ganedit (ganedit.toy.oracle is missing)") from None
-    return ToyOracleJudge(load_oracle())
+    oracle = load_oracle()
+    if attribute not in oracle.labels:
+        raise GaneditError(
+            f"the toy oracle has no attribute {attribute!r}; use one of: "
+            + ", ".join(f"toy:{name}" for name in oracle.labels)
+        )
+    return ToyOracleJudge(oracle, attribute)
 
 
 def load_judge(spec: str, labels_file: Path | str | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -520,6 +527,8 @@ def load_judge(spec: str, labels_file: Path | str | None = None, device: str | t
             raise GaneditError(f"--labels is for a local classifier file (ARCH=PATH); {spec} brings its own labels")
         if spec in TOY_SPECS:
             judge = toy_judge()
+        elif spec.split(":")[0] in TOY_SPECS:
+            judge = toy_judge(spec.split(":", 1)[1])
         elif spec.startswith("places365-"):
             judge = places365_judge(spec[len("places365-") :])
         else:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ganedit.atomic import atomic_write
 from ganedit.errors import CheckpointFormatError, GaneditError
+from ganedit.metrics import frechet_distance
 from ganedit.models import load_exact_state
 from ganedit.toy.world import ATTRIBUTES, RESOLUTION, ToyBatch
 
@@ -141,30 +142,6 @@ def accuracy(oracle: ToyOracle, batch: ToyBatch) -> dict[str, float]:
     }
 
 
-def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets [N, F] and [M, F], in float64.
-
-    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)), where the last trace is computed as
-    tr((S_a^(1/2) S_b S_a^(1/2))^(1/2)): the matrix inside is symmetric positive semi-definite, so both
-    square roots come from symmetric eigen-decompositions (eigenvalues clamped at 0 against round-off).
-    """
-    a, b = features_a.detach().double(), features_b.detach().double()
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"need two feature sets [N>=2, F] of equal width, got {list(a.shape)} and {list(b.shape)}")
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    root_a = _psd_sqrt(cov_a)
-    cross_trace = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
-    distance = (mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross_trace
-    return float(distance.clamp(min=0))
-
-
-def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
-    """Square root of a symmetric positive semi-definite matrix."""
-    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
-    return eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
-
-
 @torch.no_grad()
 def toy_fid(images_a: torch.Tensor, images_b: torch.Tensor, oracle: ToyOracle, batch_size: int = 500) -> float:
     """Toy FID: Frechet distance between the oracle features of two image sets in [-1, 1].
@@ -178,3 +155,18 @@ def toy_fid(images_a: torch.Tensor, images_b: torch.Tensor, oracle: ToyOracle, b
 def _features(images: torch.Tensor, oracle: ToyOracle, batch_size: int) -> torch.Tensor:
     device = next(oracle.parameters()).device
     return torch.cat([oracle.features(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
+
+
+def robust_view(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """A random Gaussian blur (sigma 0.5-1.2 px), shift (up to 2 px) and noise (std 0.05) of a batch.
+
+    What the toy generators' training scripts show the oracle, so that a generator cannot satisfy it
+    with fine, adversarial texture but has to draw the shape.
+    """
+    import torchvision.transforms.functional as TF
+
+    sigma = 0.5 + 0.7 * float(torch.rand(1, generator=rng))
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=rng))
+    noise = 0.05 * torch.randn(images.shape, generator=rng).to(images.device)
+    view = TF.gaussian_blur(images, kernel_size=5, sigma=sigma)
+    return torch.roll(view, shifts=(dy, dx), dims=(2, 3)) + noise

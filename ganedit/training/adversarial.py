@@ -49,6 +49,7 @@ class TrainingConfig:
     pl_batch_shrink: int = 2  # the path-length batch is batch_size // pl_batch_shrink
     style_mixing: float = 0.9  # probability of mixing two latents at a random crossover
     ema_kimg: float = 10.0  # half-life of G_ema in thousands of images, 0 = G_ema is G
+    ema_rampup: float | None = None  # half-life at most this fraction of the images seen so far (ADA: 0.05)
     w_avg_beta: float = 0.995  # decay of G's tracked w_avg (the truncation centre)
     noise_mode: str = "random"  # synthesis noise while training
     truncation: float = 1.0  # truncation psi of `Trainer.sample`
@@ -139,9 +140,19 @@ def mixed_latents(
     return ws
 
 
-def ema_beta(config: TrainingConfig) -> float:
-    """Per-step decay of G_ema: half of G_ema is replaced after ema_kimg thousand images."""
-    return 0.5 ** (config.batch_size / (config.ema_kimg * 1000)) if config.ema_kimg > 0 else 0.0
+def ema_beta(config: TrainingConfig, images_seen: int = 0, world_size: int = 1) -> float:
+    """Per-step decay of G_ema: half of G_ema is replaced after ema_kimg thousand images.
+
+    With `ema_rampup` (StyleGAN2-ADA), the half-life is at most that fraction of the images seen so far,
+    so G_ema of a short fine-tuning run follows G instead of staying at the starting point.
+    A step of `world_size` data-parallel processes sees batch_size * world_size images.
+    """
+    if config.ema_kimg <= 0:
+        return 0.0
+    half_life = config.ema_kimg * 1000
+    if config.ema_rampup is not None:
+        half_life = min(half_life, images_seen * config.ema_rampup)
+    return 0.5 ** (config.batch_size * world_size / max(half_life, 1e-8))
 
 
 def lazy_adam(module: torch.nn.Module, config: TrainingConfig, reg_every: int | None) -> torch.optim.Adam:
@@ -163,6 +174,14 @@ class Trainer:
     """G, D, G_ema, their optimisers, the step counter, the running path length and the RNG.
 
     G and D are trained in place; G_ema starts as a copy of G.
+
+    Several processes (`torchrun`, any torch.distributed backend): when the default process group is
+    initialised, the trainer is data-parallel the way DDP is: every process starts from rank 0's
+    weights, draws its own latents (seed + rank), is given its own real batch by the caller, and the
+    gradients of every optimiser step are averaged over the processes before the step (all-reduced as
+    one flat tensor per network, as StyleGAN3's training loop does; DDP's bucketed hooks do not support
+    the double backward of R1 and path length). The tracked w_avg and the running path length are
+    averaged too, so all processes hold identical G, D, G_ema and optimiser states throughout.
     """
 
     def __init__(self, G: torch.nn.Module, D: torch.nn.Module, config: TrainingConfig):
@@ -173,7 +192,12 @@ class Trainer:
         self.opt_D = lazy_adam(D, config, config.r1_every if config.r1_gamma > 0 else None)
         self.step = 0
         self.pl_mean = torch.zeros([], device=self.device)
-        self.rng = torch.Generator().manual_seed(config.seed)
+        self.rank, self.world_size = _distributed_rank_and_size()
+        self.rng = torch.Generator().manual_seed(config.seed + self.rank)
+        if self.world_size > 1:  # every process starts from rank 0's weights
+            for tensor in [*G.parameters(), *G.buffers(), *D.parameters(), *D.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)
+            self.G_ema.load_state_dict(G.state_dict())
 
     def train_step(self, real: torch.Tensor, c: torch.Tensor | None = None, extra_generator_loss=None) -> dict:
         """One D step (+ R1 when due), one G step (+ path length when due), then the G_ema update.
@@ -199,11 +223,11 @@ class Trainer:
                 fake = self.G.synthesis(self._latents(cfg.batch_size, c), noise_mode=cfg.noise_mode)
             with self._autocast():
                 loss_D = discriminator_loss(self.D, real, fake, c)
-            _optimise(self.opt_D, loss_D)
+            self._optimise(self.opt_D, loss_D, self.D)
             losses["loss_D"] = loss_D
             if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
                 r1 = r1_penalty(self.D, real, c)
-                _optimise(self.opt_D, r1 * (cfg.r1_gamma / 2) * cfg.r1_every)
+                self._optimise(self.opt_D, r1 * (cfg.r1_gamma / 2) * cfg.r1_every, self.D)
                 losses["r1"] = r1
 
             # Generator: non-saturating loss plus the procedure's terms, then path length on a step of its own.
@@ -217,14 +241,16 @@ class Trainer:
                 extra = extra_generator_loss(self.G)
                 losses["extra"] = extra
                 loss_G = loss_G + extra
-            _optimise(self.opt_G, loss_G)
+            self._optimise(self.opt_G, loss_G, self.G)
             with torch.no_grad():  # column 0 of ws is never mixed: it is w of the first latent
-                self.G.mapping.w_avg.copy_(ws[:, 0].mean(dim=0).lerp(self.G.mapping.w_avg, cfg.w_avg_beta))
+                w_mean = self._averaged(ws[:, 0].mean(dim=0))
+                self.G.mapping.w_avg.copy_(w_mean.lerp(self.G.mapping.w_avg, cfg.w_avg_beta))
             if cfg.pl_weight > 0 and self.step % cfg.pl_every == 0:
                 pl_batch = max(1, cfg.batch_size // cfg.pl_batch_shrink)
                 ws = self._latents(pl_batch, c[:pl_batch] if c is not None else None)
-                pl, self.pl_mean = path_length_penalty(self.G, ws, self.pl_mean, cfg.pl_decay, self.rng, cfg.noise_mode)
-                _optimise(self.opt_G, pl * cfg.pl_weight * cfg.pl_every)
+                pl, pl_mean = path_length_penalty(self.G, ws, self.pl_mean, cfg.pl_decay, self.rng, cfg.noise_mode)
+                self.pl_mean = self._averaged(pl_mean)
+                self._optimise(self.opt_G, pl * cfg.pl_weight * cfg.pl_every, self.G)
                 losses["pl"] = pl
             self.D.requires_grad_(True)
 
@@ -232,6 +258,29 @@ class Trainer:
         self.step += 1
         values = torch.stack([value.detach().float() for value in losses.values()]).tolist()  # one host sync
         return dict(zip(losses, values, strict=True))
+
+    def _optimise(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module) -> None:
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world_size > 1:
+            params = [p for p in module.parameters() if p.requires_grad]
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            flat = torch.cat([p.grad.flatten() for p in params])
+            torch.distributed.all_reduce(flat)
+            flat /= self.world_size
+            chunks = flat.split([p.numel() for p in params])
+            torch._foreach_copy_([p.grad for p in params], [c.view_as(p) for c, p in zip(chunks, params, strict=True)])
+        optimiser.step()
+
+    def _averaged(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of `tensor` over the processes (itself when there is one)."""
+        if self.world_size > 1:
+            tensor = tensor.detach().clone()
+            torch.distributed.all_reduce(tensor)
+            tensor /= self.world_size
+        return tensor
 
     def _latents(self, n: int, c: torch.Tensor | None) -> torch.Tensor:
         z1, z2 = (torch.randn([n, self.G.z_dim], generator=self.rng).to(self.device) for _ in range(2))
@@ -243,7 +292,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        beta = ema_beta(self.config)
+        beta = ema_beta(self.config, (self.step + 1) * self.config.batch_size * self.world_size, self.world_size)
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - beta)
         for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             ema_buffer.copy_(buffer)
@@ -265,9 +314,9 @@ class Trainer:
         }
         return json.loads(json.dumps(identity))  # plain lists, numbers and strings, as torch.load gives back
 
-    def save_state(self, path: Path | str) -> Path:
-        """Write everything needed to resume exactly to `path`, atomically."""
-        state = {
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly: networks, optimisers, step, path length, RNG, settings."""
+        return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             **self._run_identity(),
@@ -280,23 +329,21 @@ class Trainer:
             "pl_mean": self.pl_mean,
             "rng": self.rng.get_state(),
         }
-        return atomic_write(path, lambda temporary: torch.save(state, temporary))
 
-    def load_state(self, path: Path | str) -> None:
-        """Resume from a file written by `save_state` for the same settings and architectures."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-            raise GaneditError(f"{path}: not a readable training state ({error}); it may be truncated") from None
+    def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
+        """Continue from `state_dict()`'s state, which must be for the same settings and architectures.
+
+        `source` names where the state came from in error messages.
+        """
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise GaneditError(f"{path}: not a ganedit training state (written by Trainer.save_state)")
+            raise GaneditError(f"{source}: not a ganedit training state (written by Trainer.save_state)")
         if state["version"] != STATE_VERSION:
-            raise GaneditError(f"{path}: training state version {state['version']} is not supported; upgrade ganedit")
+            raise GaneditError(f"{source}: training state version {state['version']} is not supported; upgrade ganedit")
         saved = {key: state.get(key) for key in ("config", "generator", "discriminator")}
         differences = _differences(self._run_identity(), saved)
         if differences:
             raise GaneditError(
-                f"resume file from a different run: {path} has {'; '.join(differences[:3])}; "
+                f"resume file from a different run: {source} has {'; '.join(differences[:3])}; "
                 "resume with the same settings and models, or start a new run"
             )
         self.G.load_state_dict(state["G"])
@@ -308,11 +355,30 @@ class Trainer:
         self.pl_mean = state["pl_mean"].to(self.device)
         self.rng.set_state(state["rng"])
 
+    def save_state(self, path: Path | str) -> Path:
+        """Write `state_dict()` to `path`, atomically."""
+        state = self.state_dict()
+        return atomic_write(path, lambda temporary: torch.save(state, temporary))
 
-def _optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    optimiser.step()
+    def load_state(self, path: Path | str) -> None:
+        """Resume from a file written by `save_state` for the same settings and architectures."""
+        self.load_state_dict(read_state_file(path), str(path))
+
+
+def read_state_file(path: Path | str) -> dict:
+    """A resume file written with torch.save, read weights-only; one-line errors for unreadable files."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume") from None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise GaneditError(f"{path}: not a readable training state ({error}); it may be truncated") from None
+
+
+def _distributed_rank_and_size() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def _differences(current, saved, prefix: str = "") -> list[str]:

@@ -1,0 +1,127 @@
+"""The outer loop of adversarial fine-tuning: steps, progress bar, periodic checkpoints, Ctrl-C.
+
+`run_steps` drives a `Trainer` up to a step count. Interrupts are deferred to step boundaries: a
+SIGINT (Ctrl-C) or SIGTERM received during a step lets the step finish, then the loop calls `save`
+and raises KeyboardInterrupt, so the saved state is always a whole number of steps and a resume
+continues exactly. A second signal interrupts at once (nothing saved). Periodic checkpoints call
+`save` every `save_every` steps; `save` must write atomically (it is the procedure's, since a
+procedure's state is more than one trainer: stage, finished models, data source).
+"""
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from ganedit.console import stderr_console
+from ganedit.training.adversarial import Trainer
+
+
+class _InterruptFlag:
+    """Set by SIGINT / SIGTERM while installed; the second signal restores the default behaviour."""
+
+    def __init__(self):
+        self.raised = None
+
+    def __call__(self, signum, _frame):
+        if self.raised is not None:
+            raise KeyboardInterrupt
+        self.raised = signum
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[_InterruptFlag]:
+    """Within the block, SIGINT / SIGTERM only set the flag it yields (main thread only)."""
+    flag = _InterruptFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {sig: signal.signal(sig, flag) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class TrainingProgress:
+    """A rich progress bar on stderr (one row per task) with the latest losses and an ETA; silent when quiet."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            disable=quiet,
+            transient=False,
+        )
+
+    def __enter__(self) -> "TrainingProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def task(self, description: str, total: int, completed: int = 0):
+        return self.progress.add_task(description, total=total, completed=completed, losses="")
+
+    def update(self, task, completed: int, losses: dict[str, float]) -> None:
+        text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
+        self.progress.update(task, completed=completed, losses=text)
+
+
+def run_steps(
+    trainer: Trainer,
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
+    steps: int,
+    *,
+    extra_generator_loss=None,
+    save: Callable[[], None] | None = None,
+    save_every: int = 0,
+    progress: TrainingProgress | None = None,
+    task=None,
+    log_every: int = 10,
+) -> dict[str, float]:
+    """Train from `trainer.step` up to `steps` steps; return the last step's losses.
+
+    next_batch() -> (real, c) gives each step's real images (c None for unconditional models).
+    save() is called every `save_every` steps (0 = never) and when an interrupt stops the run.
+    """
+    losses: dict[str, float] = {}
+    last_log = 0.0
+    with deferred_interrupts() as interrupt:
+        while trainer.step < steps:
+            real, c = next_batch()
+            losses = trainer.train_step(real, c, extra_generator_loss)
+            finished = trainer.step
+            if save is not None and save_every and finished % save_every == 0 and finished < steps:
+                save()
+            if interrupt.raised is not None:
+                if save is not None:
+                    save()
+                raise KeyboardInterrupt
+            if progress is not None and (
+                time.monotonic() - last_log > 0.5 or finished == steps or finished % log_every == 0
+            ):
+                progress.update(task, finished, losses)
+                last_log = time.monotonic()
+    return losses
