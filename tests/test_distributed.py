@@ -42,6 +42,12 @@ WORKER = textwrap.dedent(
     dist.init_process_group("gloo")
     rank = dist.get_rank()
 
+    def _save(state, path, rank):
+        if rank == 0:
+            torch.save(state, path)
+        dist.barrier()
+        return path
+
     def flat(trainer):
         tensors = {
             f"{name}.{key}": value.detach().clone()
@@ -62,17 +68,27 @@ WORKER = textwrap.dedent(
     trainer = Trainer(G, D, config)
     constructed = {k: v for k, v in flat(trainer).items() if not k.startswith("opt_")}
     data = torch.Generator().manual_seed(1000 + rank)  # every rank its own real images
+    reals = [torch.rand([config.batch_size, 3, 16, 16], generator=data) * 2 - 1 for _ in range(steps)]
     losses = []
-    for _ in range(steps):
-        real = torch.rand([config.batch_size, 3, 16, 16], generator=data) * 2 - 1
+    for step, real in enumerate(reals):
+        if step == steps - 2:
+            state_file = _save(trainer.state_dict(), out / "state.pt", rank)  # collective: every rank's RNG
         before_last = {k: v for k, v in flat(trainer).items() if k.startswith("G_ema.")}
         losses.append(trainer.train_step(real))
+
+    # Resume: a fresh trainer loads the state rank 0 would have written and does the last two steps again.
+    G2, D2 = tiny_stylegan2_pair(seed=10 + rank)
+    resumed = Trainer(G2, D2, config)
+    resumed.load_state_dict(torch.load(state_file, weights_only=True))
+    for real in reals[-2:]:
+        resumed.train_step(real)
     torch.save(
         {
             "initial": initial,
             "constructed": constructed,
             "before_last": before_last,
             "final": flat(trainer),
+            "resumed": flat(resumed),
             "losses": losses,
         },
         out / f"rank{rank}.pt",
@@ -140,6 +156,9 @@ def test_two_processes_train_in_sync(tmp_path):
     assert any(key.startswith("opt_G.") and key.endswith(".exp_avg") for key in final0)
     assert any(key.startswith("opt_D.") and key.endswith(".exp_avg_sq") for key in final0)
     assert_bit_equal(final0, final1, f"after {STEPS} steps")
+    # A two-process run resumed from rank 0's state file ends exactly where the uninterrupted one did.
+    assert_bit_equal(rank0["resumed"], final0, "rank 0 resumed vs uninterrupted")
+    assert_bit_equal(rank1["resumed"], final1, "rank 1 resumed vs uninterrupted")
     assert final0["pl_mean"] > 0
 
     # And training moved them away from where they started (rank 0's weights, and rank 1's own).

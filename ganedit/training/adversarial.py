@@ -315,8 +315,12 @@ class Trainer:
         return json.loads(json.dumps(identity))  # plain lists, numbers and strings, as torch.load gives back
 
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly: networks, optimisers, step, path length, RNG, settings."""
-        return {
+        """Everything needed to resume exactly: networks, optimisers, step, path length, RNG, settings.
+
+        With several processes, every process must call it (the RNG states of all are gathered); any
+        one of them, usually rank 0, then writes it, and every process of the resumed run reads it.
+        """
+        state = {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             **self._run_identity(),
@@ -329,6 +333,11 @@ class Trainer:
             "pl_mean": self.pl_mean,
             "rng": self.rng.get_state(),
         }
+        if self.world_size > 1:  # a collective call: every process's RNG goes into the state
+            states = [None] * self.world_size
+            torch.distributed.all_gather_object(states, self.rng.get_state())
+            state["rng_per_rank"] = states
+        return state
 
     def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
         """Continue from `state_dict()`'s state, which must be for the same settings and architectures.
@@ -354,6 +363,13 @@ class Trainer:
         self.step = state["step"]
         self.pl_mean = state["pl_mean"].to(self.device)
         self.rng.set_state(state["rng"])
+        if self.world_size > 1:  # each process continues its own stream
+            if len(state.get("rng_per_rank", [])) != self.world_size:
+                raise GaneditError(
+                    f"{source} was saved by {len(state.get('rng_per_rank', [])) or 1} process(es); resume it with "
+                    f"as many, not {self.world_size}"
+                )
+            self.rng.set_state(state["rng_per_rank"][self.rank])
 
     def save_state(self, path: Path | str) -> Path:
         """Write `state_dict()` to `path`, atomically."""
