@@ -131,7 +131,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
         if negatives is not None:
             negative_images = load_image_folder(negatives, resolution)
         else:
-            negative_images = _mine(G, judge, feature_index, mine, seed, feature)
+            negative_images = ul.mine_negatives(G, judge, feature_index, mine, seed)
     positive_images = load_image_folder(positives, resolution) if positives is not None else None
     if method == "repulsion" and positive_images is None and judge is None:
         raise GaneditError("stage 2 needs positives: give --positives DIR, or --feature LABEL with a judge to filter")
@@ -232,23 +232,6 @@ def _judge_for(bundle, model, judge_spec, labels, feature: str, device: torch.de
         judge_spec = f"toy:{attribute}"
     judge = load_judge(judge_spec, labels, device)
     return judge, resolve_label(judge, feature)
-
-
-@torch.no_grad()
-def _mine(G, judge, feature_index: int, count: int, seed: int, feature: str, max_tries: int = 50) -> torch.Tensor:
-    """`count` samples of G (stored noise, seeded) that the judge calls the feature."""
-    from ganedit.sampling import generate, sample_latents
-
-    found, made, batch = [], 0, 256
-    for attempt in range(max_tries * count // batch + 1):
-        images = generate(G, sample_latents(G, batch, seed + 10_000 + attempt))
-        made += batch
-        found.extend(images[judge(images.to(next(judge.parameters()).device)).argmax(dim=1).cpu() == feature_index])
-        if len(found) >= count:
-            return torch.stack(found[:count])
-    raise GaneditError(
-        f"the judge finds {feature!r} in only {len(found)} of {made} samples; give --negatives DIR, or a lower --mine"
-    )
 
 
 def _read_adapted(path: Path, G, device) -> torch.Tensor:

@@ -508,3 +508,25 @@ def save_before_after_grid(before: nn.Module, after: nn.Module, path: Path | str
     z = sample_latents(before, count, seed)
     save_grid(torch.cat([generate(before, z), generate(after, z)]), Path(path), columns=count)
     return Path(path)
+
+
+@torch.no_grad()
+def mine_negatives(G: nn.Module, judge: nn.Module, feature: int, count: int, seed: int, max_tries: int = 50):
+    """`count` samples of G (seeded latents, stored noise) that the judge's argmax calls class `feature`.
+
+    Gives up with a one-line error after max_tries * count samples.
+    """
+    from ganedit.sampling import generate, sample_latents
+
+    found, made, batch = [], 0, 256
+    judge_device = next(judge.parameters()).device
+    for attempt in range(max_tries * count // batch + 1):
+        images = generate(G, sample_latents(G, batch, seed + 10_000 + attempt))
+        made += batch
+        found.extend(images[judge(images.to(judge_device)).argmax(dim=1).cpu() == feature])
+        if len(found) >= count:
+            return torch.stack(found[:count])
+    name = judge.labels[feature] if hasattr(judge, "labels") else feature
+    raise GaneditError(
+        f"the judge finds {name!r} in only {len(found)} of {made} samples; give --negatives DIR, or a lower --mine"
+    )
