@@ -13,7 +13,7 @@ from ganedit.unlearn import METHODS, REPULSIONS, UnlearnSettings
 
 # Settings for the embedded toy models, used where the option is not given: a run in well under a
 # minute on a 2-core CPU (the defaults of UnlearnSettings are sized for real 256 px models).
-TOY_DEFAULTS = {"adapted_models": 3, "adapt_steps": 30, "steps": 150, "batch_size": 8}
+TOY_DEFAULTS = {"adapted_models": 2, "adapt_steps": 80, "steps": 200, "batch_size": 8}
 SETTING_DEFAULTS = {name: getattr(UnlearnSettings, name) for name in UnlearnSettings.__dataclass_fields__}
 
 
