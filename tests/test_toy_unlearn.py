@@ -86,6 +86,23 @@ def test_the_toy_stylegan2_draws_every_shape_and_colour(toy, oracle):
         assert shares.min() > 0.03, (attribute, shares)  # every label present (uniform would be 0.1 / 0.125)
 
 
+@pytest.mark.parametrize(
+    ("name", "shapes"),
+    [
+        ("toy-stylegan2-a", ["circle", "square", "triangle", "star", "cross"]),
+        ("toy-stylegan2-b", ["ring", "crescent", "heart", "arrow", "ellipse"]),
+    ],
+)
+def test_the_two_domain_models_draw_only_their_own_shapes(oracle, name, shapes):
+    """The disjoint domains merge will combine (measured: 98.8 % / 98.7 % agreement with the coded shape)."""
+    G = ganedit.load_generator(name)
+    labels = predict(oracle, generate(G, sample_latents(G, 300, seed=0)))["shape"]
+    inside = torch.isin(labels, torch.tensor([world.SHAPES.index(shape) for shape in shapes]))
+    assert inside.float().mean() > 0.97
+    shares = torch.bincount(labels, minlength=len(world.SHAPES)).float() / len(labels)
+    assert all(shares[world.SHAPES.index(shape)] > 0.12 for shape in shapes), shares
+
+
 @pytest.mark.parametrize(("attribute", "label"), [("shape", "star"), ("colour", "red")])
 def test_unlearning_reaches_a_high_pul_within_the_quality_budget(toy, oracle, attribute, label):
     result, report = run(toy, attribute, label)
