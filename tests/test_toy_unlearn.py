@@ -26,7 +26,7 @@ from ganedit.unlearn import UnlearnSettings, evaluate_unlearning, mine_negatives
 EVAL = 1000
 
 # The effect tests run stage 2 longer than the command line's toy default (200 steps, for a run under a
-# minute). Measured on CPU, seed 0, 1,000 fixed latents: star PUL 55-65 % at 200 steps, 85 % at 500,
+# minute). Measured on CPU, seed 0, 1,000 fixed latents: star PUL 38 % at the toy defaults, 85 % at 500,
 # 61 % at 600; red 36 % at 200, 49 % at 600. The adversarial dynamics make PUL move by +-15 points
 # between nearby settings, so the thresholds sit well below the measured values. Not yet the paper's 90+.
 # Toy FID against real positives at 600 steps (star): original 7.8 -> repelled 14.0; extrapolation at
