@@ -41,6 +41,7 @@ from torch import nn
 
 from ganedit.atomic import atomic_write
 from ganedit.errors import GaneditError
+from ganedit.sampling import num_classes
 from ganedit.training.adversarial import Trainer, TrainingConfig, read_state_file
 from ganedit.training.loop import TrainingProgress, run_steps
 from ganedit.training.sources import GeneratedImages, ImageBatches
@@ -280,7 +281,7 @@ def unlearn(
     """
     if not hasattr(G, "synthesis") or not hasattr(G, "mapping"):
         raise GaneditError("unlearn works on StyleGAN2 generators; this model is not one")
-    if num_classes_of(G):
+    if num_classes(G):
         raise GaneditError("unlearn works on unconditional StyleGAN2 generators; this one is class-conditional")
     needs_D = settings.method == "repulsion" or adapted is None
     if D is None and needs_D:
@@ -304,10 +305,11 @@ def unlearn(
     info: dict = {"stage_1": "given" if adapted is not None else "trained"}
     if adapted is None:
         subsets = negative_subsets(len(negatives), settings)
-        fisher = None
+        ewc = None
         for k in range(len(finished), settings.adapted_models):
-            if fisher is None:
+            if ewc is None:  # the Fisher diagonal and the anchor are the original model's, shared by all K
                 fisher = fisher_diagonal(G, D, settings.fisher_samples, settings.seed + 1)
+                ewc = EWCPenalty(G, fisher, settings.ewc_lambda)
                 info["fisher_mean"] = float(torch.stack([f.mean() for f in fisher]).mean())
             trainer = Trainer(
                 copy.deepcopy(G), copy.deepcopy(D), settings.training("adapt", settings.seed + 1000 * (k + 1))
@@ -321,7 +323,6 @@ def unlearn(
             if state and state.get("stage") == ("adapt", k):
                 trainer.load_state_dict(state["trainer"], str(checkpoint))
                 batches.load_state_dict(state["source"])
-            ewc = EWCPenalty(G, fisher, settings.ewc_lambda)
 
             def save(k=k, trainer=trainer, batches=batches):
                 _write_resume(checkpoint, identity, ("adapt", k), finished, trainer, batches)
@@ -351,9 +352,8 @@ def unlearn(
         next_batch = lambda: (next(source), None)  # noqa: E731
         info["positives"] = f"{len(positives)} given images"
     else:
-        frozen = copy.deepcopy(G)
         source = GeneratedImages(
-            [frozen],
+            [G],  # already a frozen private copy
             None,
             settings.batch_size,
             data_rng,
@@ -391,10 +391,6 @@ def _train(trainer, next_batch, steps, extra, save, save_every, progress, label)
         trainer, next_batch, steps, extra_generator_loss=extra, save=save, save_every=save_every,
         progress=progress, task=task,
     )  # fmt: skip
-
-
-def num_classes_of(G: nn.Module) -> int:
-    return int(getattr(G, "c_dim", 0) or 0)
 
 
 def _write_resume(path, identity: str, stage: tuple, finished: list[torch.Tensor], trainer, source) -> None:
