@@ -725,4 +725,5 @@ def run() -> None:
     sys.exit(main())
 
 
-from ganedit import cli_unlearn  # noqa: E402, F401  (registers `ganedit unlearn`)
+from ganedit import cli_merge  # noqa: E402, F401, I001  (registers `ganedit merge`)
+from ganedit import cli_unlearn  # noqa: E402, F401, I001  (registers `ganedit unlearn`)

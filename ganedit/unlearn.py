@@ -39,17 +39,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganedit.atomic import atomic_write
 from ganedit.errors import GaneditError
 from ganedit.sampling import num_classes
-from ganedit.training.adversarial import Trainer, TrainingConfig, read_state_file
-from ganedit.training.loop import TrainingProgress, run_steps
+from ganedit.training.adversarial import Trainer, TrainingConfig
+from ganedit.training.loop import TrainingProgress, read_resume, run_steps, write_resume
 from ganedit.training.sources import GeneratedImages, ImageBatches
 
 METHODS = ("repulsion", "extrapolate")
 REPULSIONS = ("el2", "nl2", "il2")
 RESUME_FORMAT = "ganedit.unlearn-resume"
-RESUME_VERSION = 1
 
 
 @dataclass
@@ -394,37 +392,11 @@ def _train(trainer, next_batch, steps, extra, save, save_every, progress, label)
 
 
 def _write_resume(path, identity: str, stage: tuple, finished: list[torch.Tensor], trainer, source) -> None:
-    state = {
-        "format": RESUME_FORMAT,
-        "version": RESUME_VERSION,
-        "identity": identity,
-        "stage": list(stage),
-        "adapted": [a.detach().cpu() for a in finished],
-        "trainer": trainer.state_dict() if trainer is not None else None,
-        "source": source.state_dict() if source is not None else None,
-    }
-    atomic_write(path, lambda temporary: torch.save(state, temporary))
+    write_resume(path, RESUME_FORMAT, identity, stage, trainer, source, adapted=[a.detach().cpu() for a in finished])
 
 
-def _read_resume(path, identity: str) -> dict | None:
-    """The resume state at `path` (None if there is none yet); a state from another run is refused."""
-    if path is None:
-        raise GaneditError("--resume needs the checkpoint file of the interrupted run")
-    path = Path(path)
-    if not path.exists():
-        raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume")
-    state = read_state_file(path)
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        raise GaneditError(f"{path}: not an unlearn resume file; give the file an interrupted `ganedit unlearn` wrote")
-    if state.get("version") != RESUME_VERSION:
-        raise GaneditError(f"{path}: resume file version {state.get('version')} is not supported; upgrade ganedit")
-    if state.get("identity") != identity:
-        raise GaneditError(
-            f"resume file from a different run: {path} was written for other models, images or settings; "
-            "resume with exactly the same command, or start a new run"
-        )
-    state["stage"] = tuple(state["stage"])
-    return state
+def _read_resume(path, identity: str) -> dict:
+    return read_resume(path, RESUME_FORMAT, identity, "unlearn")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Generator parameters and buffers:
     mapping.embed.{weight,bias}               class embedding (c_dim > 0)
     mapping.fc{i}.{weight,bias}               mapping MLP
     mapping.w_avg                             average w, the truncation centre
+    mapping.w_avg_per_class                   [c_dim, w_dim] per-class centres (config class_w_avg; merge)
     synthesis.b4.const                        learned 4x4 input
     synthesis.b{res}.{conv0,conv1}.{weight, bias, noise_strength, noise_const, affine.weight, affine.bias}
                                               (b4 has conv1 only; conv0 upsamples)
@@ -114,6 +115,7 @@ class MappingNetwork(nn.Module):
         num_layers: int,  # number of fully connected layers
         lr_multiplier: float,  # learning-rate multiplier of the fully connected layers
         num_ws: int | None,  # broadcast w to [N, num_ws, w_dim] and keep w_avg; None = return [N, w_dim]
+        class_w_avg: bool = False,  # also keep one truncation centre per class (conditional generators)
     ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_layers, self.num_ws = z_dim, c_dim, w_dim, num_layers, num_ws
@@ -127,6 +129,10 @@ class MappingNetwork(nn.Module):
             )
         if num_ws is not None:
             self.register_buffer("w_avg", torch.zeros(w_dim))
+        if class_w_avg:
+            if num_ws is None or c_dim == 0:
+                raise ValueError("class_w_avg needs a conditional generator's mapping network")
+            self.register_buffer("w_avg_per_class", torch.zeros(c_dim, w_dim))
 
     def forward(
         self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0
@@ -144,8 +150,9 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{index}")(x)  # [N, w_dim]
         if self.num_ws is None:
             return x
-        if truncation_psi != 1:
-            x = self.w_avg + truncation_psi * (x - self.w_avg)
+        if truncation_psi != 1:  # towards the class's own centre where there is one (a blend for soft labels)
+            centre = c.to(torch.float32) @ self.w_avg_per_class if hasattr(self, "w_avg_per_class") else self.w_avg
+            x = centre + truncation_psi * (x - centre)
         return x.unsqueeze(1).repeat(1, self.num_ws, 1)  # [N, num_ws, w_dim]
 
 
@@ -344,6 +351,7 @@ class StyleGAN2Generator(nn.Module):
         mapping_lr_multiplier: float = 0.01  # learning-rate multiplier of the mapping MLP
         conv_clamp: float | None = None  # activation clamp (NVIDIA: 256), None = none (rosinality)
         resample_filter: list[float] = field(default_factory=lambda: [1.0, 3.0, 3.0, 1.0])  # 1-D FIR taps
+        class_w_avg: bool = False  # one truncation centre per class (mapping.w_avg_per_class), conditional only
 
     def __init__(self, config: Config):
         super().__init__()
@@ -367,6 +375,7 @@ class StyleGAN2Generator(nn.Module):
             config.mapping_layers,
             config.mapping_lr_multiplier,
             num_ws=self.num_ws,
+            class_w_avg=config.class_w_avg,
         )
 
     def forward(

@@ -125,3 +125,51 @@ def run_steps(
                 progress.update(task, finished, losses)
                 last_log = time.monotonic()
     return losses
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resume files of multi-stage procedures (unlearn, merge)
+
+
+def write_resume(path, format_name: str, identity: str, stage: tuple, trainer, source, **payload) -> None:
+    """Atomically write a procedure's resume state: its stage, the trainer and data source, anything else."""
+    from ganedit.atomic import atomic_write
+
+    state = {
+        "format": format_name,
+        "version": 1,
+        "identity": identity,
+        "stage": list(stage),
+        "trainer": trainer.state_dict() if trainer is not None else None,
+        "source": source.state_dict() if source is not None else None,
+        **payload,
+    }
+    atomic_write(path, lambda temporary: torch.save(state, temporary))
+
+
+def read_resume(path, format_name: str, identity: str, command: str) -> dict:
+    """The state `write_resume` wrote at `path`; a missing file, another format or another run is refused."""
+    from pathlib import Path
+
+    from ganedit.errors import GaneditError
+    from ganedit.training.adversarial import read_state_file
+
+    if path is None:
+        raise GaneditError("--resume needs the checkpoint file of the interrupted run")
+    path = Path(path)
+    if not path.exists():
+        raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume")
+    state = read_state_file(path)
+    if not isinstance(state, dict) or state.get("format") != format_name:
+        raise GaneditError(
+            f"{path}: not a {command} resume file; give the file an interrupted `ganedit {command}` wrote"
+        )
+    if state.get("version") != 1:
+        raise GaneditError(f"{path}: resume file version {state.get('version')} is not supported; upgrade ganedit")
+    if state.get("identity") != identity:
+        raise GaneditError(
+            f"resume file from a different run: {path} was written for other models, images or settings; "
+            "resume with exactly the same command, or start a new run"
+        )
+    state["stage"] = tuple(state["stage"])
+    return state

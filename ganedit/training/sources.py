@@ -192,7 +192,7 @@ class GeneratedImages:
     called as G(z, None, truncation_psi, noise_mode) under `torch.no_grad()`, with z ~ N(0, I) drawn
     on the CPU; "random" synthesis noise is drawn from the global RNG seeded inside `fork_rng`, so
     batch k is fixed by the seed whatever the caller's global RNG. Only unconditional generators are
-    taken (a conditional parent would need a class per image, which merge does not use).
+    taken, unless `classes` names the class each conditional generator draws (its one-hot label is passed).
 
     With `judge` and `keep`, an image is kept only where keep(judge(images)) is True (judge returns
     logits, or a dict of them, for a batch; keep returns a bool mask [n]); rejected images are replaced by
@@ -212,6 +212,7 @@ class GeneratedImages:
         keep=None,  # judge output -> bool mask [n] of the images to keep
         noise_mode: str = "random",  # synthesis noise: "random" samples the generators' full distribution
         min_keep_fraction: float = 0.02,  # below this kept fraction the filter is reported as too strict
+        classes: list[int | None] | None = None,  # per generator: the class a conditional one draws, else None
     ):
         if not generators:
             raise ValueError("expected at least one generator")
@@ -223,11 +224,16 @@ class GeneratedImages:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
         if not 0 < min_keep_fraction <= 1:
             raise ValueError(f"min_keep_fraction must be in (0, 1], got {min_keep_fraction}")
-        for index, G in enumerate(generators):
-            if num_classes(G):
+        self.classes = list(classes) if classes is not None else [None] * len(generators)
+        if len(self.classes) != len(generators):
+            raise ValueError(f"{len(self.classes)} classes for {len(generators)} generators")
+        for index, (G, label) in enumerate(zip(generators, self.classes, strict=True)):
+            if num_classes(G) and label is None:
                 raise GaneditError(
-                    f"generator {index} is class-conditional ({num_classes(G)} classes); give unconditional generators"
+                    f"generator {index} is class-conditional ({num_classes(G)} classes); say which class it draws"
                 )
+            if label is not None and not 0 <= label < num_classes(G):
+                raise GaneditError(f"generator {index} has classes 0..{num_classes(G) - 1}, not class {label}")
         self.generators, self.batch_size = generators, batch_size
         self.proportions = _checked_proportions(proportions, len(generators))
         self.truncation_psi, self.noise_mode = truncation_psi, noise_mode
@@ -269,9 +275,12 @@ class GeneratedImages:
             rate = max(accepted / made if made else 1.0, self.min_keep_fraction)
             size = min(self.batch_size, budget - made, math.ceil((count - accepted) / rate))
             z = torch.randn([size, G.z_dim], generator=rng).to(device)
+            c = None
+            if self.classes[index] is not None:
+                c = torch.eye(num_classes(G))[torch.full([size], self.classes[index])].to(device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(int(torch.randint(2**62, [], generator=rng)))
-                images = G(z, None, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode).float()
+                images = G(z, c, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode).float()
             made += size
             if self.keep is not None:
                 mask = self.keep(self.judge(images))

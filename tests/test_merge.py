@@ -1,0 +1,277 @@
+"""GAN Cocktail's machinery: function-preserving conditioning, merge rules, per-class w_avg, resuming,
+the reference formats, and the command line's errors. Its effect is shown on the toy world in
+test_toy_merge.py."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganedit
+from ganedit.cli import main
+from ganedit.errors import GaneditError
+from ganedit.merge import (
+    MergeSettings,
+    Parent,
+    combine,
+    conditional_copy,
+    merge,
+    merge_models,
+    recompute_w_avg,
+    slerp,
+    ties,
+)
+from ganedit.training.adversarial import Trainer
+from tests.helpers import tiny_stylegan2_pair
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+TINY = {"rooting_steps": 3, "steps": 4, "batch_size": 4, "pl_weight": 2.0, "w_avg_samples": 64}
+
+
+def parents(count: int = 2, c_dim: int = 0) -> list[Parent]:
+    return [Parent(*tiny_stylegan2_pair(c_dim, seed=i), f"class{i}") for i in range(count)]
+
+
+def same_parameters(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def one_hot(labels: list[int], classes: int) -> torch.Tensor:
+    return torch.eye(classes)[labels]
+
+
+# --- conditioning ---------------------------------------------------------------------------------------
+
+
+def test_conditional_copy_of_an_unconditional_parent_computes_the_same_for_every_class():
+    parent = parents(1)[0]
+    G, D = conditional_copy(parent, 3, None, seed=0)
+    assert G.c_dim == 3 and D.c_dim == 3 and D.config.cmap_dim == D.config.channels[0]
+    z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(1))
+    c = one_hot([0, 1, 2, 0, 1, 2, 0, 1], 3)
+    images = parent.generator(z)
+    torch.testing.assert_close(G(z, c), images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(D(images, c), parent.discriminator(images), atol=1e-5, rtol=0)
+    # the class path is there (random class columns, one shared embedding), so training can separate classes
+    assert G.mapping.fc0.weight[:, G.z_dim :].abs().min() > 0
+    assert torch.equal(G.mapping.embed.weight[:, 0], G.mapping.embed.weight[:, 2])
+    assert torch.equal(G.mapping.w_avg_per_class[2], parent.generator.mapping.w_avg)
+
+
+def test_conditional_copy_of_a_conditional_parent_keeps_the_class_it_learned():
+    G0, D0 = tiny_stylegan2_pair(c_dim=2, seed=3)
+    G, D = conditional_copy(Parent(G0, D0, "two", source_class=1), 3, (32, 1, 0.01), seed=0)
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    images = G0(z, one_hot([1] * 4, 2))
+    for k in range(3):
+        torch.testing.assert_close(G(z, one_hot([k] * 4, 3)), images, atol=1e-5, rtol=0)
+        torch.testing.assert_close(D(images, one_hot([k] * 4, 3)), D0(images, one_hot([1] * 4, 2)), atol=1e-5, rtol=0)
+
+
+# --- merge rules --------------------------------------------------------------------------------------
+
+
+def test_the_mean_is_task_arithmetic_with_weight_one_over_n_and_block_weights_scale_the_offset():
+    tensors = [torch.randn(5, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    mean = combine(tensors, 1, MergeSettings(rule="mean"))
+    torch.testing.assert_close(mean, torch.stack(tensors).mean(dim=0))
+    arithmetic = combine(tensors, 1, MergeSettings(rule="task-arithmetic"))
+    torch.testing.assert_close(arithmetic, mean)
+    half = combine(tensors, 1, MergeSettings(block_weights={"mapping": 0.5, "mapping.fc1": 0.0}), "mapping.fc0.weight")
+    torch.testing.assert_close(half, tensors[1] + 0.5 * (mean - tensors[1]))
+    none = combine(tensors, 1, MergeSettings(block_weights={"mapping": 0.5, "mapping.fc1": 0.0}), "mapping.fc1.weight")
+    torch.testing.assert_close(none, tensors[1])
+
+
+def test_ties_trims_elects_the_sign_and_averages_the_agreeing_entries():
+    taus = [torch.tensor([3.0, -1.0, 0.1, 2.0]), torch.tensor([1.0, 4.0, 0.2, -0.5]), torch.tensor([-2.0, 2.0, 0, 1])]
+    merged = ties(taus, [1.0, 1.0, 1.0], density=0.5)
+    # kept (top 2 of each): [3, 0, 0, 2], [1, 4, 0, 0], [-2, 2, 0, 0]; elected signs +, +, 0, +;
+    # the means of the kept entries with the elected sign: (3 + 1) / 2, (4 + 2) / 2, 0, 2
+    torch.testing.assert_close(merged, torch.tensor([2.0, 3.0, 0.0, 2.0]))
+
+
+def test_slerp_interpolates_on_the_sphere_and_keeps_its_endpoints():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b)
+    torch.testing.assert_close(slerp(a, b, 0.5), torch.tensor([1.0, 1.0]) / 2**0.5)
+
+
+def test_each_class_embedding_comes_from_the_model_that_learned_it_and_buffers_from_the_root():
+    models = [conditional_copy(p, 3, None, seed=0) for p in parents(3)]
+    for i, (G, D) in enumerate(models):
+        with torch.no_grad():
+            G.mapping.embed.weight.add_(torch.randn_like(G.mapping.embed.weight))
+            D.mapping.embed.weight.add_(torch.randn_like(D.mapping.embed.weight))
+            G.synthesis.b8.conv0.noise_const.fill_(i)
+    G, D = merge_models(models, MergeSettings(root=1))
+    for i, (G_i, D_i) in enumerate(models):
+        assert torch.equal(G.mapping.embed.weight[:, i], G_i.mapping.embed.weight[:, i])
+        assert torch.equal(D.mapping.embed.weight[:, i], D_i.mapping.embed.weight[:, i])
+    assert torch.equal(G.synthesis.b8.conv0.noise_const, models[1][0].synthesis.b8.conv0.noise_const)
+    mean = torch.stack([m[0].synthesis.b8.conv1.weight for m in models]).mean(dim=0)
+    torch.testing.assert_close(G.synthesis.b8.conv1.weight, mean)
+
+
+def test_w_avg_is_recomputed_per_class_and_truncation_pulls_towards_the_class_centre():
+    G, _ = conditional_copy(parents(1)[0], 2, None, seed=0)
+    with torch.no_grad():
+        G.mapping.embed.weight.normal_()
+        G.mapping.fc0.weight.normal_()  # make the classes' w differ
+    recompute_w_avg(G, [1.0, 3.0], samples=256, seed=0)
+    z = torch.randn(256, G.z_dim, generator=torch.Generator().manual_seed(0))
+    for k in range(2):
+        w = G.mapping(z, one_hot([k] * 256, 2))[:, 0]
+        torch.testing.assert_close(G.mapping.w_avg_per_class[k], w.mean(dim=0), atol=1e-4, rtol=0)
+        truncated = G.mapping(z[:1], one_hot([k], 2), truncation_psi=0.0)[0, 0]
+        torch.testing.assert_close(truncated, G.mapping.w_avg_per_class[k])
+    expected = 0.25 * G.mapping.w_avg_per_class[0] + 0.75 * G.mapping.w_avg_per_class[1]
+    torch.testing.assert_close(G.mapping.w_avg, expected)
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_model_and_reused_rooted_models_give_it_too():
+    models = parents(3)
+    a, b = merge(models, MergeSettings(**TINY)), merge(models, MergeSettings(**TINY))
+    assert same_parameters(a.generator, b.generator) and same_parameters(a.discriminator, b.discriminator)
+    reused = merge(models, MergeSettings(**TINY), rooted=[pair for pair in a.rooted if pair is not None])
+    assert same_parameters(reused.generator, a.generator)
+    naive = merge(models, MergeSettings(**{**TINY, "rooting": False}))
+    assert not same_parameters(naive.generator, a.generator)
+
+
+def interrupt_step(monkeypatch, at: int, action):
+    calls = {"n": 0}
+    original_step = Trainer.train_step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            action()
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    return original_step
+
+
+@pytest.mark.parametrize("interrupt_at", [2, 6])  # while rooting the second model, during union fine-tuning
+def test_ctrl_c_saves_and_resume_finishes_with_the_uninterrupted_result(tmp_path, monkeypatch, interrupt_at):
+    models = parents(3)
+    reference = merge(models, MergeSettings(**TINY))
+    checkpoint = tmp_path / "run.resume"
+    original_step = interrupt_step(monkeypatch, interrupt_at, lambda: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        merge(models, MergeSettings(**TINY), checkpoint=checkpoint)
+    assert checkpoint.is_file()
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    resumed = merge(models, MergeSettings(**TINY), checkpoint=checkpoint, resume=True)
+    assert same_parameters(resumed.generator, reference.generator)
+    assert same_parameters(resumed.discriminator, reference.discriminator)
+    with pytest.raises(GaneditError, match="different run"):
+        merge(models, MergeSettings(**{**TINY, "seed": 4}), checkpoint=checkpoint, resume=True)
+
+
+# --- the reference formats ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="needs ../shared/conformance")
+def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, capsys):
+    unconditional, conditional = CONFORMANCE / "nvidia-sg2-tiny.pkl", CONFORMANCE / "nvidia-sg2-tiny-c2.pkl"
+    output = tmp_path / "merged.safetensors"
+    argv = ["merge", unconditional, conditional, "--names", "plain,second", "--parent-class", "0,1", "-o", output,
+            "--rooting-steps", 2, "--steps", 2, "--batch-size", 4, "--device", "cpu", "-q", "--json"]  # fmt: skip
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["classes"] == ["plain", "second"]
+    bundle = ganedit.load_model(output)
+    assert bundle.class_names == ["plain", "second"] and bundle.generator.c_dim == 2
+    assert bundle.discriminator.config.cmap_dim == 64 and bundle.discriminator.config.mapping_layers == 8
+    provenance = bundle.metadata["provenance"]
+    assert provenance["procedure"] == "merge" and provenance["parameters"]["config"]["parent_classes"] == [0, 1]
+    assert [p["source"] for p in provenance["parents"]] == [str(unconditional), str(conditional)]
+    code = main(["sample", str(output), "--class", "second", "-n", "2", "-o", str(tmp_path / "s.png"), "-q"])
+    assert code == 0 and (tmp_path / "s.png").is_file()
+    code = main(["info", str(output)])
+    assert code == 0 and "rooting_steps" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="needs ../shared/conformance")
+def test_a_rosinality_checkpoint_merges_from_a_config_file(tmp_path, capsys):
+    model = CONFORMANCE / "rosinality-sg2-tiny.pt"
+    config = tmp_path / "merge.toml"
+    config.write_text(
+        f'models = ["{model}", "{model}"]\nnames = ["left", "right"]\noutput = "{tmp_path / "m.safetensors"}"\n'
+        'rooting_steps = 2\nsteps = 2\nbatch_size = 4\nrule = "ties"\n[block_weights]\nmapping = 0.5\n'
+    )
+    code = main(["merge", "--config", str(config), "--device", "cpu", "-q"])
+    assert code == 0, capsys.readouterr().err
+    settings = ganedit.load_model(tmp_path / "m.safetensors").metadata["provenance"]["parameters"]["config"]
+    assert settings["rule"] == "ties" and settings["block_weights"] == {"mapping": 0.5}
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+
+def write_model(path, c_dim: int = 0, channels=(32, 32, 32), with_D: bool = True, resolution: int = 16):
+    G, D = tiny_stylegan2_pair(c_dim, channels)
+    if resolution != 16:
+        from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+        G = StyleGAN2Generator(G.config.__class__(**{**vars(G.config), "img_resolution": resolution,
+                                                      "channels": [32] * 4}))  # fmt: skip
+        D = StyleGAN2Discriminator(D.config.__class__(**{**vars(D.config), "img_resolution": resolution,
+                                                          "channels": [32] * 4}))  # fmt: skip
+    return ganedit.save_checkpoint(path, G, D if with_D else None)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("one model", "at least two models"),
+        ("different architectures", "different generator architectures"),
+        ("different resolutions", "different resolutions"),
+        ("no discriminator", "has no discriminator"),
+        ("duplicate names", "duplicate class names"),
+        ("proportions", "3 proportions for 2 models"),
+        ("unknown root", "neither an index nor one of the class names"),
+        ("block weight", "matches no parameter"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, message):
+    a = write_model(tmp_path / "a.safetensors")
+    b = write_model(tmp_path / "b.safetensors")
+    models = {
+        "one model": [a],
+        "different architectures": [a, write_model(tmp_path / "w.safetensors", channels=(32, 32, 16))],
+        "different resolutions": [a, write_model(tmp_path / "r.safetensors", resolution=32)],
+        "no discriminator": [a, write_model(tmp_path / "g.safetensors", with_D=False)],
+    }.get(case, [a, b])
+    extra = {
+        "duplicate names": ["--names", "cats,Cats"],
+        "proportions": ["--proportions", "1,2,3"],
+        "unknown root": ["--root", "dogs"],
+        "block weight": ["--block-weight", "synthesis.b1024=0.5"],
+    }.get(case, [])
+    output = tmp_path / "out.safetensors"
+    code = main([str(v) for v in ["merge", *models, *extra, "-o", output, "--steps", 1, "--rooting-steps", 1, "-q"]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not output.exists() and not output.with_name(output.name + ".resume").exists()
+
+
+def test_dry_run_validates_and_prints_the_plan_without_training(tmp_path, capsys):
+    a, b = write_model(tmp_path / "a.safetensors"), write_model(tmp_path / "b.safetensors")
+    code = main(["merge", str(a), str(b), "--root", "b", "--dry-run", "--json", "-q"])
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert code == 0 and plan["root"] == "b" and "rooting b -> a" in plan["stages"][0]
+    assert list(tmp_path.iterdir()) == [a, b] or sorted(tmp_path.iterdir()) == sorted([a, b])
