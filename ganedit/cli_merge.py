@@ -206,7 +206,7 @@ def merge_command(models, output, config_file, names, root, rule, weights, densi
     checkpoint.unlink(missing_ok=True)
     if grid is not None:
         _save_grid(result.averaged[0], result.generator, len(parents), grid, settings.seed)
-    report = {"models": model_names, "classes": class_names, "written": str(output),
+    report = {"models": model_names, "class_names": class_names, "written": str(output),
               "grid": str(grid) if grid else None, **evaluation}  # fmt: skip
     if as_json:
         emit_json(report)

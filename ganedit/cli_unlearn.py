@@ -13,7 +13,8 @@ from ganedit.unlearn import METHODS, REPULSIONS, UnlearnSettings
 
 # Settings for the embedded toy models, used where the option is not given: a run in well under a
 # minute on a 2-core CPU (the defaults of UnlearnSettings are sized for real 256 px models).
-TOY_DEFAULTS = {"adapted_models": 2, "adapt_steps": 80, "steps": 200, "batch_size": 8}
+TOY_DEFAULTS = {"adapted_models": 2, "adapt_steps": 25, "steps": 250, "batch_size": 8}
+TOY_EVAL_SAMPLES = 500  # the report of an embedded toy model (others: 1000)
 SETTING_DEFAULTS = {name: getattr(UnlearnSettings, name) for name in UnlearnSettings.__dataclass_fields__}
 
 
@@ -77,7 +78,11 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 )
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(0), help="0 = only on Ctrl-C.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
-@click.option("--eval-samples", default=1000, show_default=True, type=click.IntRange(2), help="Fixed latents judged.")
+@click.option(
+    "--eval-samples",
+    type=click.IntRange(2),
+    help=f"Fixed latents judged (default 1000; toy models: {TOY_EVAL_SAMPLES}).",
+)
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), help="PNG: before row, after row.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options
@@ -166,6 +171,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
             ganedit.save_checkpoint(keep_adapted / f"adapted-{k}.safetensors", model_k, D, provenance=provenance)
     evaluation = {"training": result.info}
     if judge is not None:
+        eval_samples = eval_samples or (TOY_EVAL_SAMPLES if _is_embedded_toy(model) else 1000)
         stderr_console().print(f"evaluating on {eval_samples} fixed latents ...")
         evaluation.update(ul.evaluate_unlearning(G, result.generator, judge, feature_index, eval_samples, seed))
     provenance = make_provenance("unlearn", parameters, parents, seed, evaluation)

@@ -211,6 +211,26 @@ def fit_discriminator(G, D, shapes: list[str], steps: int, batch: int, seed: int
 
 
 @torch.no_grad()
+@torch.no_grad()
+def open_spare_path(G: StyleGAN2Generator, seed: int) -> None:
+    """Connect the mapping's unused units, without changing what G computes.
+
+    set_bucket_layers leaves the fc0 and fc1 units it does not use with zero weights and biases: they
+    output 0 for every z, and fc1 reads nothing from the unused fc0 units. A real mapping network has
+    no such dead path, and a class-conditional copy of G (merge) sends its class input through fc0:
+    this gives the unused fc1 units random weights (the layer's own initialisation) from the unused fc0
+    units. Those fc0 units still output 0 for every z, so G's images are unchanged to the bit, and the
+    unused fc1 units already reach w through fc2's (random, never-trained) weights. (The shipped files
+    were given this path after training, with the same seed: no gradient reaches it, so it is the same.)
+    """
+    fc0, fc1 = G.mapping.fc0, G.mapping.fc1
+    unused0 = (fc0.weight == 0).all(dim=1) & (fc0.bias == 0)
+    unused1 = (fc1.weight == 0).all(dim=1) & (fc1.bias == 0)
+    block = torch.randn([int(unused1.sum()), int(unused0.sum())], generator=torch.Generator().manual_seed(seed))
+    rows = unused1.nonzero().flatten()
+    fc1.weight[rows[:, None], unused0.nonzero().flatten()[None, :]] = (block / fc1.bias_gain).to(fc1.weight)
+
+
 def set_w_avg(G: StyleGAN2Generator, seed: int) -> None:
     z = torch.randn(4096, G.z_dim, generator=torch.Generator().manual_seed(seed))
     G.mapping.w_avg.copy_(G.mapping(z.to(G.mapping.w_avg.device))[:, 0].mean(dim=0))
@@ -234,6 +254,7 @@ def main() -> None:
     G, D = G.to(device).train(), D.to(device)
     start = time.time()
     set_bucket_layers(G, shapes)
+    open_spare_path(G, args.seed + 5)  # before or after training: the same (no gradient reaches it)
     G = fit_generator(G, shapes, args.render_steps, 3e-3, args.batch_size, args.seed, device)
     set_w_avg(G, args.seed + 3)
     G.eval().requires_grad_(False)
@@ -251,6 +272,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "objective": "G: L1 + 0.05 oracle shape and colour CE onto toy renderings, from the attribute code; "
             "then the mapping regressed z -> w(code of z); D: logistic loss + lazy R1 against the frozen G",
+            "spare_path_seed": args.seed + 5,
             "device": args.device,
             "seconds": round(time.time() - start),
         },

@@ -191,7 +191,7 @@ def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, 
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert json.loads(out)["classes"] == ["plain", "second"]
+    assert json.loads(out)["class_names"] == ["plain", "second"]
     bundle = ganedit.load_model(output)
     assert bundle.class_names == ["plain", "second"] and bundle.generator.c_dim == 2
     assert bundle.discriminator.config.cmap_dim == 64 and bundle.discriminator.config.mapping_layers == 8
@@ -275,3 +275,20 @@ def test_dry_run_validates_and_prints_the_plan_without_training(tmp_path, capsys
     plan = json.loads(capsys.readouterr().out)["plan"]
     assert code == 0 and plan["root"] == "b" and "rooting b -> a" in plan["stages"][0]
     assert list(tmp_path.iterdir()) == [a, b] or sorted(tmp_path.iterdir()) == sorted([a, b])
+
+
+def test_cli_keeps_and_reuses_rooted_models_and_resumes(tmp_path, capsys):
+    a, b = write_model(tmp_path / "a.safetensors"), write_model(tmp_path / "b.safetensors")
+    flags = ["--rooting-steps", 2, "--steps", 2, "--batch-size", 4, "--device", "cpu", "-q"]
+    kept = tmp_path / "rooted"
+    code = main([str(v) for v in ["merge", a, b, "-o", tmp_path / "first.safetensors", "--keep-rooted", kept, *flags]])
+    assert code == 0, capsys.readouterr().err
+    assert [p.name for p in kept.iterdir()] == ["rooted-1.safetensors"]
+    argv = ["merge", a, b, "-o", tmp_path / "second.safetensors", "--rooted", kept / "rooted-1.safetensors", *flags]
+    code = main([str(v) for v in argv])
+    assert code == 0, capsys.readouterr().err
+    first, second = (ganedit.load_model(tmp_path / n) for n in ("first.safetensors", "second.safetensors"))
+    assert same_parameters(first.generator, second.generator)
+    assert second.metadata["provenance"]["parents"][-1]["source"].endswith("rooted-1.safetensors")
+    code = main([str(v) for v in ["merge", a, b, "-o", tmp_path / "third.safetensors", "--resume", *flags]])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
