@@ -5,7 +5,6 @@ test_toy_merge.py."""
 import json
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +28,6 @@ from tests.helpers import tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
 TINY = {"rooting_steps": 3, "steps": 4, "batch_size": 4, "pl_weight": 2.0, "w_avg_samples": 64}
 
 
@@ -182,9 +180,9 @@ def test_ctrl_c_saves_and_resume_finishes_with_the_uninterrupted_result(tmp_path
 # --- the reference formats ----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="needs ../shared/conformance")
-def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, capsys):
-    unconditional, conditional = CONFORMANCE / "nvidia-sg2-tiny.pkl", CONFORMANCE / "nvidia-sg2-tiny-c2.pkl"
+def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, capsys, conformance_dir):
+    unconditional = conformance_dir / "nvidia-sg2-tiny.pkl"
+    conditional = conformance_dir / "nvidia-sg2-tiny-c2.pkl"
     output = tmp_path / "merged.safetensors"
     argv = ["merge", unconditional, conditional, "--names", "plain,second", "--parent-class", "0,1", "-o", output,
             "--rooting-steps", 2, "--steps", 2, "--batch-size", 4, "--device", "cpu", "-q", "--json"]  # fmt: skip
@@ -204,9 +202,8 @@ def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, 
     assert code == 0 and "rooting_steps" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="needs ../shared/conformance")
-def test_a_rosinality_checkpoint_merges_from_a_config_file(tmp_path, capsys):
-    model = CONFORMANCE / "rosinality-sg2-tiny.pt"
+def test_a_rosinality_checkpoint_merges_from_a_config_file(tmp_path, capsys, conformance_dir):
+    model = conformance_dir / "rosinality-sg2-tiny.pt"
     config = tmp_path / "merge.toml"
     config.write_text(
         f'models = ["{model}", "{model}"]\nnames = ["left", "right"]\noutput = "{tmp_path / "m.safetensors"}"\n'
