@@ -286,13 +286,13 @@ def _print_report(report: dict, judged: bool) -> None:
     out = stdout_console()
     if judged:
         table = Table(title=f"merge judged by {report['judge']} ({report['samples']} fixed latents per class)")
-        for column in ("class", "parent FID (floor)", "averaged FID", "merged FID", "parent acc", "averaged acc",
-                       "merged acc"):  # fmt: skip
-            table.add_column(column)
+        table.add_column("class", no_wrap=True)
+        table.add_column("FID: parent (floor) / averaged / merged")
+        table.add_column("accuracy: parent / averaged / merged")
         for row in report["classes"]:
             add_plain_row(
-                table, row["class"], *(f"{row[k]['fid']:.2f}" for k in ("parent", "averaged", "merged")),
-                *(f"{row[k]['accuracy']:.1%}" for k in ("parent", "averaged", "merged")),
+                table, row["class"], " / ".join(f"{row[k]['fid']:.2f}" for k in ("parent", "averaged", "merged")),
+                " / ".join(f"{row[k]['accuracy']:.1%}" for k in ("parent", "averaged", "merged")),
             )  # fmt: skip
         out.print(table)
     out.print(f"wrote {report['written']}" + (f" and {report['grid']}" if report["grid"] else ""))
