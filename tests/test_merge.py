@@ -160,7 +160,7 @@ def interrupt_step(monkeypatch, at: int, action):
     return original_step
 
 
-@pytest.mark.parametrize("interrupt_at", [2, 6])  # while rooting the second model, during union fine-tuning
+@pytest.mark.parametrize("interrupt_at", [2, 5, 8])  # rooting the first, the second model; union fine-tuning
 def test_ctrl_c_saves_and_resume_finishes_with_the_uninterrupted_result(tmp_path, monkeypatch, interrupt_at):
     models = parents(3)
     reference = merge(models, MergeSettings(**TINY))
