@@ -1,4 +1,4 @@
-"""Things several test files need: tiny models and malicious pickle payloads."""
+"""Things several test files need: tiny models, malicious pickle payloads, training interrupts."""
 
 import os
 
@@ -66,3 +66,24 @@ def tiny_stylegan2_pair(c_dim: int = 0, channels: tuple[int, ...] = (32, 32, 32)
             )
         )
     return G, D
+
+
+def interrupt_step(monkeypatch, at: int, action):
+    """Make the engine call action() inside its `at`-th step (counted over the whole run); return the real step."""
+    from ganedit.training.adversarial import Trainer
+
+    calls = {"n": 0}
+    original_step = Trainer.train_step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            action()  # a SIGINT arrives inside the step: the loop finishes the step, saves, then stops
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    return original_step
+
+
+def same_parameters(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))

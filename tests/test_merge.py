@@ -24,7 +24,7 @@ from ganedit.merge import (
     ties,
 )
 from ganedit.training.adversarial import Trainer
-from tests.helpers import tiny_stylegan2_pair
+from tests.helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,10 +33,6 @@ TINY = {"rooting_steps": 3, "steps": 4, "batch_size": 4, "pl_weight": 2.0, "w_av
 
 def parents(count: int = 2, c_dim: int = 0) -> list[Parent]:
     return [Parent(*tiny_stylegan2_pair(c_dim, seed=i), f"class{i}") for i in range(count)]
-
-
-def same_parameters(a, b) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def one_hot(labels: list[int], classes: int) -> torch.Tensor:
@@ -144,20 +140,6 @@ def test_the_same_seed_gives_the_same_model_and_reused_rooted_models_give_it_too
     assert same_parameters(reused.generator, a.generator)
     naive = merge(models, MergeSettings(**{**TINY, "rooting": False}))
     assert not same_parameters(naive.generator, a.generator)
-
-
-def interrupt_step(monkeypatch, at: int, action):
-    calls = {"n": 0}
-    original_step = Trainer.train_step
-
-    def step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == at:
-            action()
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "train_step", step)
-    return original_step
 
 
 @pytest.mark.parametrize("interrupt_at", [2, 5, 8])  # rooting the first, the second model; union fine-tuning

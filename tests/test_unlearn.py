@@ -27,7 +27,7 @@ from ganedit.unlearn import (
     trainable,
     unlearn,
 )
-from tests.helpers import tiny_stylegan2_pair
+from tests.helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,25 +103,6 @@ def run_api(pair, negatives, positives, checkpoint=None, resume=False, every=0, 
     return unlearn(
         G, D, negatives, settings, positives=positives, checkpoint=checkpoint, checkpoint_every=every, resume=resume
     )
-
-
-def interrupt_step(monkeypatch, at: int, action):
-    """Make training call action() inside its `at`-th step (counted over the whole run); return the real step."""
-    calls = {"n": 0}
-    original_step = Trainer.train_step
-
-    def step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == at:
-            action()  # a SIGINT arrives inside the step: the loop finishes the step, saves, then stops
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "train_step", step)
-    return original_step
-
-
-def same_parameters(a, b) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize("interrupt_at", [2, 9])  # in stage 1 (second adapted model), in stage 2
