@@ -91,7 +91,11 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option("--keep-rooted", type=click.Path(file_okay=False, path_type=Path), help="Save the rooted models here.")
 @click.option("--rooted", multiple=True, type=click.Path(path_type=Path), help="Reuse rooted models (skips rooting).")
 @click.option("--judge", "judge_spec", metavar="SPEC", help="Classifier for the report (toy models: toy:shape).")
-@click.option("--eval-samples", type=click.IntRange(2), help="Fixed latents per class in the report (default 1000).")
+@click.option(
+    "--eval-samples",
+    type=click.IntRange(2),
+    help="Fixed latents per class in the report (default 1000; toy models: 500).",
+)
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), help="PNG: one row per class, before/after.")
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(0), help="0 = only on Ctrl-C.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
