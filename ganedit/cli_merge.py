@@ -157,6 +157,8 @@ def merge_command(models, output, config_file, names, root, rule, weights, densi
     values["root"] = _root_index(run.get("root"), class_names)
     values["block_weights"] = run.get("block_weights") or {}
     settings = MergeSettings(**values)
+    if run.get("rooted") and not settings.rooting:
+        raise GaneditError("--rooted reuses rooted models, and --no-rooting roots nothing; drop one of the two")
     plan = mg.validate(parents, settings)
     if dry_run:
         report = {"plan": plan, "settings": vars(settings), "models": model_names}

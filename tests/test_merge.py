@@ -223,6 +223,7 @@ def write_model(path, c_dim: int = 0, channels=(32, 32, 32), with_D: bool = True
         ("proportions", "3 proportions for 2 models"),
         ("unknown root", "neither an index nor one of the class names"),
         ("block weight", "matches no parameter"),
+        ("rooted without rooting", "drop one of the two"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, message):
@@ -239,6 +240,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, mess
         "proportions": ["--proportions", "1,2,3"],
         "unknown root": ["--root", "dogs"],
         "block weight": ["--block-weight", "synthesis.b1024=0.5"],
+        "rooted without rooting": ["--no-rooting", "--rooted", b],
     }.get(case, [])
     output = tmp_path / "out.safetensors"
     code = main([str(v) for v in ["merge", *models, *extra, "-o", output, "--steps", 1, "--rooting-steps", 1, "-q"]])
