@@ -441,6 +441,7 @@ def merge(
     models: list[tuple[nn.Module, nn.Module] | None] = [None] * count
     models[root] = conditional[root]
     others = [j for j in range(count) if j != root]
+    finished: dict = {}  # rooted models trained by this run, by class: kept in the resume file
     if not settings.rooting:
         for j in others:
             models[j] = conditional[j]
@@ -501,10 +502,9 @@ def merge(
     if state and state["stage"] == ("union", 0):
         trainer.load_state_dict(state["trainer"], str(checkpoint))
         source.load_state_dict(state["source"])
-    rooted_states = {j: {"G": models[j][0].state_dict(), "D": models[j][1].state_dict()} for j in others}
 
     def save():
-        write_resume(checkpoint, RESUME_FORMAT, identity, ("union", 0), trainer, source, rooted=rooted_states)
+        write_resume(checkpoint, RESUME_FORMAT, identity, ("union", 0), trainer, source, rooted=finished)
 
     def next_batch():
         images, labels = next(source)
