@@ -68,6 +68,13 @@ def apply_common(device: str, quiet: bool, offline: bool) -> torch.device:
     return resolve_device(device)
 
 
+def check_writable(*paths) -> None:
+    """Refuse, before any work, output paths (None = not asked for) whose folder does not exist."""
+    for path in paths:
+        if path is not None and not path.parent.exists():
+            raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+
+
 def add_plain_row(table, *cells: object) -> None:
     """A table row shown as written: values such as "[False, 4, 4]" are not rich markup."""
     from rich.text import Text
@@ -551,9 +558,7 @@ def embed_tune_command(
     from ganedit.provenance import parent_record
 
     torch_device = apply_common(device, quiet, offline)
-    for path in (output, grid):
-        if path is not None and not path.parent.exists():
-            raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    check_writable(output, grid)
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
     bundle.source = str(model)
@@ -727,3 +732,4 @@ def run() -> None:
 
 from ganedit import cli_merge  # noqa: E402, F401, I001  (registers `ganedit merge`)
 from ganedit import cli_unlearn  # noqa: E402, F401, I001  (registers `ganedit unlearn`)
+from ganedit import cli_text_unlearn  # noqa: E402, F401, I001  (registers `ganedit text-unlearn`)

@@ -7,7 +7,7 @@ import click
 import torch
 
 import ganedit
-from ganedit.cli import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
 from ganedit.console import stderr_console, stdout_console
 from ganedit.errors import GaneditError
 from ganedit.merge import RULES, MergeSettings
@@ -128,9 +128,7 @@ def merge_command(models, output, config_file, names, root, rule, weights, densi
     if run.get("output") is None and not dry_run:
         raise GaneditError("say where to write the merged model: -o OUTPUT (or output = ... in --config)")
     output = Path(run["output"]) if run.get("output") else None
-    for path in (output, grid):
-        if path is not None and not path.parent.exists():
-            raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    check_writable(output, grid)
 
     from ganedit import merge as mg
     from ganedit.formats import resolve_model_path

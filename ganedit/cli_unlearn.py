@@ -6,7 +6,7 @@ import click
 import torch
 
 import ganedit
-from ganedit.cli import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
 from ganedit.console import stderr_console, stdout_console
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.unlearn import METHODS, REPULSIONS, UnlearnSettings
@@ -98,9 +98,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
     from ganedit.training.sources import load_image_folder
 
     torch_device = apply_common(device, quiet, offline)
-    for path in (output, grid):
-        if path is not None and not path.parent.exists():
-            raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    check_writable(output, grid)
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
     bundle.source = str(model)
@@ -111,7 +109,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
         "adapted_models": adapted_models, "adapt_steps": adapt_steps, "steps": steps, "batch_size": batch_size,
         "lr": lr, "ewc_lambda": ewc_lambda, "alpha": alpha, "gamma": gamma, "weight": weight,
     }  # fmt: skip
-    defaults = TOY_DEFAULTS if _is_embedded_toy(model) else {}
+    defaults = TOY_DEFAULTS if is_embedded_toy(model) else {}
     values = {
         name: value if value is not None else defaults.get(name, SETTING_DEFAULTS[name])
         for name, value in given.items()
@@ -127,7 +125,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
 
     judge, feature_index = None, None
     if feature is not None:
-        judge, feature_index = _judge_for(bundle, model, judge_spec, labels, feature, torch_device)
+        judge, feature_index = judge_for(bundle, model, judge_spec, labels, feature, torch_device)
     elif judge_spec is not None:
         raise GaneditError("--judge needs --feature: the judge's label for what must go")
     resolution = G.img_resolution
@@ -171,7 +169,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
             ganedit.save_checkpoint(keep_adapted / f"adapted-{k}.safetensors", model_k, D, provenance=provenance)
     evaluation = {"training": result.info}
     if judge is not None:
-        eval_samples = eval_samples or (TOY_EVAL_SAMPLES if _is_embedded_toy(model) else 1000)
+        eval_samples = eval_samples or (TOY_EVAL_SAMPLES if is_embedded_toy(model) else 1000)
         stderr_console().print(f"evaluating on {eval_samples} fixed latents ...")
         evaluation.update(ul.evaluate_unlearning(G, result.generator, judge, feature_index, eval_samples, seed))
     provenance = make_provenance("unlearn", parameters, parents, seed, evaluation)
@@ -213,13 +211,13 @@ def _print_report(report: dict, judged: bool) -> None:
     out.print(f"wrote {report['written']}" + (f" and {report['grid']}" if report["grid"] else ""))
 
 
-def _is_embedded_toy(model) -> bool:
+def is_embedded_toy(model) -> bool:
     from ganedit import zoo
 
     return str(model) in zoo.REGISTRY and zoo.REGISTRY[str(model)].embedded
 
 
-def _judge_for(bundle, model, judge_spec, labels, feature: str, device: torch.device):
+def judge_for(bundle, model, judge_spec, labels, feature: str, device: torch.device):
     """(judge, index of the feature among its labels); toy models default to the toy oracle attribute naming it."""
     from ganedit.judges import load_judge, resolve_label
 
@@ -227,7 +225,7 @@ def _judge_for(bundle, model, judge_spec, labels, feature: str, device: torch.de
         from ganedit.toy.world import ATTRIBUTES
 
         attribute = next((a for a, names in ATTRIBUTES.items() if feature.strip().lower() in names), None)
-        toy_model = _is_embedded_toy(model) or "toy" in str(bundle.metadata.get("provenance", {}).get("procedure", ""))
+        toy_model = is_embedded_toy(model) or "toy" in str(bundle.metadata.get("provenance", {}).get("procedure", ""))
         if not toy_model:
             raise GaneditError(
                 f"which classifier recognises {feature!r}? give --judge SPEC (see `ganedit unlearn --help`)"

@@ -426,17 +426,32 @@ def evaluate_unlearning(
     generator's samples, from other latents (seed + 1), that the judge says lack the feature (at most
     `samples` of them). Also the share of every judge class before and after (collateral changes).
     """
-    from ganedit.metrics import frechet_distance, kernel_inception_distance, percentage_of_unlearning
     from ganedit.sampling import generate, sample_latents
 
     z = sample_latents(before, samples, seed)
-    classes_before, features_before = judged(judge, generate(before, z))
-    classes_after, features_after = judged(judge, generate(after, z))
-    reference_classes, reference_features = judged(
-        judge, generate(before, sample_latents(before, 2 * samples, seed + 1))
-    )
-    reference = reference_features[reference_classes != feature][:samples]
-    if len(reference) < 2:
+    reference = generate(before, sample_latents(before, 2 * samples, seed + 1))
+    return {
+        "samples": samples,
+        "seed": seed,
+        **judge_comparison(judge, feature, generate(before, z), generate(after, z), reference),
+    }
+
+
+def judge_comparison(
+    judge: nn.Module, feature: int, before: torch.Tensor, after: torch.Tensor, reference: torch.Tensor
+) -> dict:
+    """PUL, class shares and FID / KID (judge features) of images before and after an edit (same latents).
+
+    The FID / KID reference: the images in `reference` (the original model's, other latents) that the
+    judge says lack the feature, at most len(before) of them.
+    """
+    from ganedit.metrics import frechet_distance, kernel_inception_distance, percentage_of_unlearning
+
+    classes_before, features_before = judged(judge, before)
+    classes_after, features_after = judged(judge, after)
+    reference_classes, reference_features = judged(judge, reference)
+    positives = reference_features[reference_classes != feature][: len(before)]
+    if len(positives) < 2:
         raise GaneditError("the judge finds the feature in nearly every sample; there are no positives to compare with")
     negatives_before, negatives_after = int((classes_before == feature).sum()), int((classes_after == feature).sum())
     labels = list(getattr(judge, "labels", range(int(max(classes_before.max(), classes_after.max())) + 1)))
@@ -445,18 +460,16 @@ def evaluate_unlearning(
         return {str(labels[i]): round(float((classes == i).float().mean()), 4) for i in range(len(labels))}
 
     return {
-        "samples": samples,
-        "seed": seed,
         "judge": getattr(judge, "name", type(judge).__name__),
         "feature": str(labels[feature]),
         "negatives_before": negatives_before,
         "negatives_after": negatives_after,
         "pul": percentage_of_unlearning(negatives_before, negatives_after),
-        "reference_positives": len(reference),
-        "fid_before": frechet_distance(features_before, reference),
-        "fid_after": frechet_distance(features_after, reference),
-        "kid_before": kernel_inception_distance(features_before, reference),
-        "kid_after": kernel_inception_distance(features_after, reference),
+        "reference_positives": len(positives),
+        "fid_before": frechet_distance(features_before, positives),
+        "fid_after": frechet_distance(features_after, positives),
+        "kid_before": kernel_inception_distance(features_before, positives),
+        "kid_after": kernel_inception_distance(features_after, positives),
         "class_shares_before": shares(classes_before),
         "class_shares_after": shares(classes_after),
     }

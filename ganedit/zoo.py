@@ -48,7 +48,7 @@ class ZooModel:
     size_mb: float | None = None  # approximate download size, where known
     load_path: str = ""  # what to load inside the folder ("" = the folder itself)
     embedded: bool = False  # shipped inside the package (no download, no cache)
-    kind: str = "generator"  # "generator" (load with load_model) or "judge" (use with --classifier)
+    kind: str = "generator"  # "generator" (load_model), "judge" (--classifier / --judge) or "clip" (--clip)
 
 
 def _biggan(resolution: int, size_mb: float, params: str) -> ZooModel:
@@ -94,7 +94,9 @@ def _toy(name: str, filename: str, description: str, architecture: str, classes:
         name=name,
         description=description,
         architecture=architecture,
-        format="ganedit (safetensors)" if kind == "generator" else "toy oracle (safetensors)",
+        format={"generator": "ganedit (safetensors)", "judge": "toy oracle (safetensors)"}.get(
+            kind, "toy CLIP (open_clip, safetensors)"
+        ),
         resolution=32,
         classes=classes,
         licence="as ganedit",
@@ -153,6 +155,15 @@ REGISTRY: dict[str, ZooModel] = {
             "toy-oracle",
             10,
             "judge",
+        ),
+        _toy(
+            "toy-clip",
+            "toy-clip.safetensors",
+            "toy world: tiny CLIP (open_clip ViT + text transformer) trained on toy images and captions; "
+            "text-unlearn's default `--clip` on the toy models (scripts/train_toy_clip.py)",
+            "clip",
+            0,
+            "clip",
         ),
         _biggan(128, 201, "50.4M"),
         _biggan(256, 223, "55.9M"),

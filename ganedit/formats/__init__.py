@@ -76,8 +76,10 @@ def resolve_model_path(model: str | Path, offline: bool | None = None) -> Path:
         return path
     name = str(model)
     if name in zoo.REGISTRY:
-        if zoo.REGISTRY[name].kind != "generator":
+        if zoo.REGISTRY[name].kind == "judge":
             raise GaneditError(f"{name} is a judge (a classifier), not a generator; use it with --classifier toy")
+        if zoo.REGISTRY[name].kind == "clip":
+            raise GaneditError(f"{name} is a CLIP model, not a generator; use it with text-unlearn --clip {name}")
         return zoo.resolve(name, offline=offline)
     if "/" in name or "\\" in name or path.suffix:
         raise GaneditError(

@@ -1,0 +1,92 @@
+"""Text-to-Unlearn's effect on the toy world, measured by the oracle (not by CLIP).
+
+The toy StyleGAN2 draws every colour; 'red' is the concept, named only in words: concept "a red shape",
+neutral "a shape", the toy CLIP as the guide. Figures on 500 fixed latents (seed 0), judged by the toy
+oracle's colour head; quality is FID in the oracle's feature space against the frozen model's samples
+without red, and the toy perceptual distance (LPIPS' formula on the oracle's features) between the
+images of the same latent before and after.
+
+Measured (2-core CPU, these settings): the directional loss (300 steps, batch 8, LPIPS weight 0.05)
+removes red from 56 of 56 samples (PUL 100) with FID 4.69 -> 4.08 and perceptual distance 0.34; the
+global "push away from the prompt" baseline reaches PUL 96 only with FID 8.71 and perceptual distance
+1.07 (with LPIPS weight 0.2; at 1.0 it unlearns nothing, PUL 2).
+"""
+
+import json
+
+import pytest
+import torch
+
+import ganedit
+from ganedit.cli import main
+from ganedit.judges.classifiers import toy_judge
+from ganedit.judges.clip import load_clip
+from ganedit.judges.perceptual import load_perceptual
+from ganedit.text_unlearn import TextUnlearnSettings, evaluate_text_unlearning, text_unlearn
+from ganedit.toy.world import COLOURS
+
+SAMPLES = 500
+RED = COLOURS.index("red")
+COMMON = {"concept": "a red shape", "neutral": "a shape", "iterations": 300, "batch_size": 8, "truncation": 1.0}
+DIRECTIONAL = TextUnlearnSettings(**COMMON, lpips_weight=0.05)
+GLOBAL = TextUnlearnSettings(**COMMON, method="global", lpips_weight=0.2)
+
+# The budget: what the directional edit must reach, and what it may cost.
+MIN_PUL = 90.0
+MAX_FID_RATIO = 1.5  # FID after / FID before, against the frozen model's samples without red
+MAX_PERCEPTUAL = 0.6
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return {
+        "G": ganedit.load_generator("toy-stylegan2"),
+        "clip": load_clip("toy-clip"),
+        "judge": toy_judge("colour"),
+        "perceptual": load_perceptual("toy"),
+    }
+
+
+def run(toy, settings: TextUnlearnSettings) -> dict:
+    result = text_unlearn(toy["G"], [toy["clip"]], settings, perceptual=toy["perceptual"])
+    return evaluate_text_unlearning(toy["G"], result.generator, toy["clip"], settings.concept, judge=toy["judge"],
+                                    feature=RED, perceptual=toy["perceptual"], samples=SAMPLES, seed=0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def directional(toy):
+    return run(toy, DIRECTIONAL)
+
+
+def test_a_colour_named_in_words_is_unlearned_within_the_quality_budget(directional):
+    report = directional
+    assert report["negatives_before"] >= 30  # the toy model does draw red
+    assert report["pul"] >= MIN_PUL, report
+    assert report["fid_after"] <= MAX_FID_RATIO * report["fid_before"], report
+    assert report["perceptual_distance"] <= MAX_PERCEPTUAL, report
+    assert report["clip_score_after"] < report["clip_score_before"] - 3  # CLIP agrees
+    shares = report["class_shares_after"]
+    assert all(shares[colour] > 0.05 for colour in COLOURS if colour != "red")  # every other colour is still drawn
+
+
+def test_the_directional_loss_keeps_quality_better_than_the_global_baseline_at_similar_pul(toy, directional):
+    baseline = run(toy, GLOBAL)
+    assert baseline["pul"] >= MIN_PUL - 10, baseline  # similar PUL
+    assert baseline["fid_after"] > 1.5 * directional["fid_after"], (baseline, directional)
+    assert baseline["perceptual_distance"] > 2 * directional["perceptual_distance"], (baseline, directional)
+
+
+def test_the_readme_one_liner_writes_a_model_named_text_unlearn(tmp_path, capsys):
+    output = tmp_path / "no-red.safetensors"
+    code = main(["text-unlearn", "--concept", "a red shape", "-o", str(output), "--grid", str(tmp_path / "g.png"),
+                 "--json", "-q"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["feature"] == "red" and report["judge"] == "toy-oracle:colour" and report["neutral"] == "a shape"
+    assert report["pul"] >= MIN_PUL  # the defaults are the settings above
+    bundle = ganedit.load_model(output)
+    assert bundle.metadata["provenance"]["procedure"] == "text-unlearn"
+    assert bundle.discriminator is not None  # carried over, so the result can be fine-tuned further
+    assert torch.isfinite(next(bundle.generator.parameters())).all()
+    assert (tmp_path / "g.png").is_file()
