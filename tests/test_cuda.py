@@ -78,3 +78,20 @@ def test_biggan_bf16_autocast_sampling(conformance_dir):
     error = (fast - reference).abs()
     print(f"biggan-deep-256 bf16 vs fp32: mean {error.mean():.4g}, max {error.max():.4g}")
     assert error.mean().item() < BF16_MEAN_TOLERANCE and error.max().item() < BF16_MAX_TOLERANCE
+
+
+def test_text_unlearn_on_cuda_matches_the_cpu_objective_and_keeps_clip_in_float32():
+    from ganedit.judges.clip import load_clip
+    from ganedit.text_unlearn import ClipObjective, TextUnlearnSettings, text_unlearn
+    from ganedit.toy import world
+
+    settings = TextUnlearnSettings("a red shape", "a shape", iterations=3, batch_size=4)
+    images = world.sample(8, torch.Generator().manual_seed(0)).images
+    moved = world.sample(8, torch.Generator().manual_seed(1)).images
+    cpu_clip, cuda_clip = load_clip("toy-clip"), load_clip("toy-clip", "cuda")
+    on_cpu = ClipObjective([cpu_clip], settings, None)(moved, images)
+    on_cuda = ClipObjective([cuda_clip], settings, None)(moved.cuda(), images.cuda())
+    assert torch.allclose(on_cpu, on_cuda.cpu(), atol=1e-4)
+    assert all(p.dtype == torch.float32 for p in cuda_clip.parameters())
+    result = text_unlearn(ganedit.load_generator("toy-stylegan2", device="cuda"), [cuda_clip], settings)
+    assert all(torch.isfinite(p).all() for p in result.generator.parameters())
