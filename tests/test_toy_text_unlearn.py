@@ -7,9 +7,10 @@ without red, and the toy perceptual distance (LPIPS' formula on the oracle's fea
 images of the same latent before and after.
 
 Measured (2-core CPU, these settings): the directional loss (300 steps, batch 8, LPIPS weight 0.05)
-removes red from 56 of 56 samples (PUL 100) with FID 4.69 -> 4.08 and perceptual distance 0.34; the
-global "push away from the prompt" baseline reaches PUL 96 only with FID 8.71 and perceptual distance
-1.07 (with LPIPS weight 0.2; at 1.0 it unlearns nothing, PUL 2).
+removes red from 53 of 56 red samples (PUL 94.6; most become orange) with FID 4.69 -> 2.85 and
+perceptual distance 0.13; the global "push away from the prompt" baseline (LPIPS weight 0.2) reaches
+PUL 96.4 only at FID 8.71 and perceptual distance 1.07 (at LPIPS weight 1.0 it unlearns nothing, PUL
+1.8). NADA's plain mean over all samples (no concept weighting) gives PUL 0 (FID 5.94).
 """
 
 import json
