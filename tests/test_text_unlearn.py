@@ -120,6 +120,37 @@ def test_unknown_clip_names_and_missing_weight_files_are_refused():
         load_clip("ViT-B-32:nonsense")
 
 
+def test_an_open_clip_architecture_loads_a_local_weights_file_exactly(tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+
+    config = {  # a tiny open_clip architecture, registered the way open_clip reads its own configs
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    (tmp_path / "ganedit-test-tiny.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "ganedit-test-tiny.json")
+    torch.manual_seed(0)
+    original = open_clip.create_model("ganedit-test-tiny").eval()
+    save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    clip = load_clip(f"ganedit-test-tiny:{tmp_path / 'w.safetensors'}")
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    mean, std = (
+        torch.tensor(v).view(1, 3, 1, 1) for v in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    )
+    with torch.no_grad():
+        expected = original.encode_image(((images + 1) / 2 - mean) / std)
+    assert torch.allclose(clip.encode_images(images), expected / expected.norm(dim=1, keepdim=True), atol=1e-5)
+    text = open_clip.get_tokenizer("ganedit-test-tiny")(["a photo"])
+    with torch.no_grad():
+        expected_text = original.encode_text(text)
+    assert torch.allclose(clip.encode_text(["a photo"]), expected_text / expected_text.norm(), atol=1e-5)
+    (tmp_path / "bad.safetensors").write_bytes(b"not weights")
+    with pytest.raises(GaneditError, match="cannot load CLIP weights"):
+        load_clip(f"ganedit-test-tiny:{tmp_path / 'bad.safetensors'}")
+
+
 def test_offline_without_cached_weights_names_the_file_and_how_to_provide_it(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "GANEDIT_OFFLINE": "1"}
     code = "from ganedit.judges.clip import load_clip; load_clip('ViT-B-32')"

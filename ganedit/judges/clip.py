@@ -150,9 +150,13 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _create(open_clip, name: str, file: str, forced: dict, label: str, device) -> ClipModel:
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         model = open_clip.create_model(name, pretrained=file, device=device, weights_only=True, **forced)
-    except (RuntimeError, KeyError, ValueError, OSError) as error:
+    except (RuntimeError, KeyError, ValueError, OSError, SafetensorError, pickle.UnpicklingError) as error:
         raise GaneditError(
             f"cannot load CLIP weights {file} into {name}: {str(error).splitlines()[0][:200]}; "
             "give a weights file of that architecture (OpenAI files need NAME-quickgelu)"
@@ -202,9 +206,10 @@ def _pretrained_file(name: str, tag: str, config: dict) -> str:
             return hf_hub_download(repo_id, candidate)
         except Exception as error:  # noqa: BLE001 (network, missing file: all mean the same to the user)
             last_error = error
+    reason = str(last_error).splitlines()[0].split(". ")[0] if str(last_error) else type(last_error).__name__
     raise GaneditError(
-        f"cannot download CLIP weights {name}:{tag} ({repo_id}/{candidates[0]}): "
-        f"{str(last_error).splitlines()[0][:160]}; give a local file: --clip {name}:/path/to/weights"
+        f"cannot download CLIP weights {name}:{tag} ({repo_id}/{candidates[0]}): {reason}; "
+        f"give a local file: --clip {name}:/path/to/weights"
     )
 
 
