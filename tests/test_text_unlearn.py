@@ -120,35 +120,66 @@ def test_unknown_clip_names_and_missing_weight_files_are_refused():
         load_clip("ViT-B-32:nonsense")
 
 
-def test_an_open_clip_architecture_loads_a_local_weights_file_exactly(tmp_path):
+TINY_CLIP = {  # a tiny open_clip architecture, registered the way open_clip reads its own configs
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture
+def tiny_open_clip(tmp_path):
+    """A registered tiny open_clip architecture, its random weights saved to a file, and that model."""
     import open_clip
     from safetensors.torch import save_file
 
-    config = {  # a tiny open_clip architecture, registered the way open_clip reads its own configs
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (tmp_path / "ganedit-test-tiny.json").write_text(json.dumps(config))
+    (tmp_path / "ganedit-test-tiny.json").write_text(json.dumps(TINY_CLIP))
     open_clip.add_model_config(tmp_path / "ganedit-test-tiny.json")
     torch.manual_seed(0)
     original = open_clip.create_model("ganedit-test-tiny").eval()
     save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    clip = load_clip(f"ganedit-test-tiny:{tmp_path / 'w.safetensors'}")
+    return tmp_path / "w.safetensors", original
+
+
+def assert_same_clip(clip, original):
+    import open_clip
+
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     mean, std = (
         torch.tensor(v).view(1, 3, 1, 1) for v in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     )
     with torch.no_grad():
         expected = original.encode_image(((images + 1) / 2 - mean) / std)
+        expected_text = original.encode_text(open_clip.get_tokenizer("ganedit-test-tiny")(["a photo"]))
     assert torch.allclose(clip.encode_images(images), expected / expected.norm(dim=1, keepdim=True), atol=1e-5)
-    text = open_clip.get_tokenizer("ganedit-test-tiny")(["a photo"])
-    with torch.no_grad():
-        expected_text = original.encode_text(text)
     assert torch.allclose(clip.encode_text(["a photo"]), expected_text / expected_text.norm(), atol=1e-5)
+
+
+def test_an_open_clip_architecture_loads_a_local_weights_file_exactly(tiny_open_clip, tmp_path):
+    weights, original = tiny_open_clip
+    assert_same_clip(load_clip(f"ganedit-test-tiny:{weights}"), original)
     (tmp_path / "bad.safetensors").write_bytes(b"not weights")
     with pytest.raises(GaneditError, match="cannot load CLIP weights"):
         load_clip(f"ganedit-test-tiny:{tmp_path / 'bad.safetensors'}")
+
+
+def test_pretrained_weights_in_the_hugging_face_cache_load_offline(tiny_open_clip, tmp_path, monkeypatch):
+    import open_clip.pretrained
+    from huggingface_hub import constants
+
+    weights, original = tiny_open_clip
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--ganedit--tiny" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (cache / "models--ganedit--tiny" / "refs").mkdir()
+    (cache / "models--ganedit--tiny" / "refs" / "main").write_text("0" * 40)
+    (snapshot / "open_clip_model.safetensors").write_bytes(weights.read_bytes())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "ganedit-test-tiny", {"test": {"hf_hub": "ganedit/tiny/"}})
+    monkeypatch.setenv("GANEDIT_OFFLINE", "1")
+    clip = load_clip("ganedit-test-tiny:test")
+    assert clip.name == "ganedit-test-tiny:test"
+    assert_same_clip(clip, original)
 
 
 def test_offline_without_cached_weights_names_the_file_and_how_to_provide_it(tmp_path):
