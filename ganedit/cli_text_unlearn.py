@@ -12,7 +12,7 @@ from ganedit.text_unlearn import LAYERS, METHODS, TextUnlearnSettings
 
 # Settings for the embedded toy models where the option is not given: a run in well under a minute on a
 # 2-core CPU. Everything else is NADA's default (TextUnlearnSettings).
-TOY_DEFAULTS = {"iterations": 300, "batch_size": 8, "truncation": 1.0, "lpips_weight": 0.05}
+TOY_DEFAULTS = {"batch_size": 8, "truncation": 1.0, "lpips_weight": 0.05}
 TOY_NEUTRAL = "a shape"
 TOY_EVAL_SAMPLES = 500
 SETTING_DEFAULTS = {name: getattr(TextUnlearnSettings, name, None) for name in TextUnlearnSettings.__dataclass_fields__}
@@ -73,7 +73,9 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option("--anchor-weight", type=click.FloatRange(0), help=f"Weight anchor {_default('anchor_weight')}.")
 @click.option("--layers", type=click.Choice(LAYERS), default="synthesis", show_default=True, help="What trains.")
 @click.option("--auto-layers", type=click.IntRange(0), default=0, show_default=True, help="Adaptive top-k layers.")
-@click.option("--auto-layer-iters", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--auto-layer-iters", type=click.IntRange(1), default=1, show_default=True, help="SGD steps on W+ codes per choice."
+)
 @click.option("--truncation", type=click.FloatRange(0, 1), help=f"Of training latents {_default('truncation')}.")
 @click.option("--judge", "judge_spec", metavar="SPEC", help="Classifier for PUL in the report (with --feature).")
 @click.option("--feature", metavar="LABEL", help="The judge's label for the concept.")

@@ -396,6 +396,31 @@ def test_cli_bad_input_is_one_line_and_exit_2_without_output(tmp_path, capsys, m
     assert not output.exists()
 
 
+def test_cli_takes_the_direction_from_two_image_folders(tmp_path, capsys, model_file):
+    from PIL import Image
+
+    from ganedit.sampling import to_uint8
+    from ganedit.toy import world
+
+    for name, colours in (("red", ["red"]), ("other", ["green", "blue"])):
+        (tmp_path / name).mkdir()
+        images = world.sample(4, torch.Generator().manual_seed(0), colours=colours).images
+        for index, image in enumerate(to_uint8(images)):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / name / f"{index}.png")
+    output = tmp_path / "out.safetensors"
+    code, out, err = cli(capsys, "text-unlearn", model_file, "--concept", "a red shape", "--neutral", "a shape",
+                         "--concept-images", tmp_path / "red", "--neutral-images", tmp_path / "other", "-o", output,
+                         "--json", *TINY_FLAGS)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["training"]["direction"] == "image pairs"
+    assert ganedit.load_model(output).metadata["provenance"]["parameters"]["concept_images"] == str(tmp_path / "red")
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli(capsys, "text-unlearn", model_file, "--concept", "a red shape", "--neutral", "a shape",
+                       "--concept-images", tmp_path / "empty", "--neutral-images", tmp_path / "other", "-o",
+                       tmp_path / "x.safetensors", *TINY_FLAGS)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "x.safetensors").exists()
+
+
 def test_cli_refuses_biggan_models(tmp_path, capsys):
     output = tmp_path / "out.safetensors"
     code, _, err = cli(capsys, "text-unlearn", "toy-biggan", "--concept", "a red shape", "--neutral", "a shape",
