@@ -9,8 +9,8 @@ images of the same latent before and after.
 Measured (2-core CPU, these settings): the directional loss (300 steps, batch 8, LPIPS weight 0.05)
 removes red from 53 of 56 red samples (PUL 94.6; most become orange) with FID 4.69 -> 2.85 and
 perceptual distance 0.13; the global "push away from the prompt" baseline (LPIPS weight 0.2) reaches
-PUL 96.4 only at FID 8.71 and perceptual distance 1.07 (at LPIPS weight 1.0 it unlearns nothing, PUL
-1.8). NADA's plain mean over all samples (no concept weighting) gives PUL 0 (FID 5.94).
+PUL 96.4 only at FID 7.47 and perceptual distance 0.89 (at LPIPS weight 1.0 it unlearns nothing, PUL
+1.8). NADA's plain mean over all samples (no concept weighting) gives PUL 0 (FID 5.90).
 """
 
 import json

@@ -218,6 +218,8 @@ def _pretrained_file(name: str, tag: str, config: dict) -> str:
 
 
 def save_toy_clip(model: nn.Module, path: Path | str, training: dict) -> Path:
+    """Write the toy CLIP with its config and vocabulary; floating tensors in float16 (half the size; it
+    computes in float32 once loaded, and scripts/train_toy_clip.py measures it from this file)."""
     from safetensors.torch import save_file
 
     from ganedit.atomic import atomic_write
@@ -229,7 +231,10 @@ def save_toy_clip(model: nn.Module, path: Path | str, training: dict) -> Path:
         "vocabulary": json.dumps(VOCABULARY),
         "training": json.dumps(training),
     }
-    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    tensors = {
+        name: (tensor.half() if tensor.is_floating_point() else tensor).detach().contiguous().cpu()
+        for name, tensor in model.state_dict().items()
+    }
     return atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
 
 
@@ -254,6 +259,7 @@ def load_toy_clip(path: Path, device: str | torch.device = "cpu") -> ClipModel:
     with safe_open(str(path), "pt") as file:
         metadata = file.metadata() or {}
         state = {key: file.get_tensor(key) for key in file.keys()}
+    state = {key: tensor.float() if tensor.is_floating_point() else tensor for key, tensor in state.items()}
     if metadata.get("format") != TOY_CLIP_FORMAT or json.loads(metadata.get("vocabulary", "[]")) != VOCABULARY:
         raise GaneditError(f"{path} is not a toy CLIP of this ganedit version; run scripts/train_toy_clip.py")
     model = build_toy_clip(json.loads(metadata["config"]))
