@@ -436,7 +436,8 @@ def evaluate_text_unlearning(
 
     z = sample_latents(before, samples, seed)
     images_before, images_after = generate(before, z, classes(samples)), generate(after, z, classes(samples))
-    reference = generate(before, sample_latents(before, 2 * samples, seed + 1), classes(2 * samples))
+    count = 2 * samples if judge is not None else samples  # a judge filters the reference: draw more
+    reference = generate(before, sample_latents(before, count, seed + 1), classes(count))
     scores_before, scores_after = clip_scores(clip, images_before, concept), clip_scores(clip, images_after, concept)
     report = {
         "samples": samples,
@@ -461,7 +462,7 @@ def evaluate_text_unlearning(
         report["quality_features"] = f"{report['judge']} features"
         report["reference"] = f"{report['reference_positives']} frozen-model samples without '{report['feature']}'"
         return report
-    reference_features = _clip_features(clip, reference[:samples])
+    reference_features = _clip_features(clip, reference)
     features_before, features_after = _clip_features(clip, images_before), _clip_features(clip, images_after)
     report.update({
         "quality_features": f"{clip.name} image embeddings",
