@@ -142,7 +142,7 @@ def train(
     """
     oracle = load_oracle(device) if phase == "sharpen" else None
     rng = torch.Generator().manual_seed(seed)
-    generator = generator.to(device).use_batch_statistics(True).train()
+    generator = generator.to(device).requires_grad_(True).use_batch_statistics(True).train()
     ema = copy.deepcopy(generator).requires_grad_(False)
     optimiser = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)

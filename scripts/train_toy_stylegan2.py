@@ -211,7 +211,6 @@ def fit_discriminator(G, D, shapes: list[str], steps: int, batch: int, seed: int
 
 
 @torch.no_grad()
-@torch.no_grad()
 def open_spare_path(G: StyleGAN2Generator, seed: int) -> None:
     """Connect the mapping's unused units, without changing what G computes.
 
@@ -231,6 +230,7 @@ def open_spare_path(G: StyleGAN2Generator, seed: int) -> None:
     fc1.weight[rows[:, None], unused0.nonzero().flatten()[None, :]] = (block / fc1.bias_gain).to(fc1.weight)
 
 
+@torch.no_grad()
 def set_w_avg(G: StyleGAN2Generator, seed: int) -> None:
     z = torch.randn(4096, G.z_dim, generator=torch.Generator().manual_seed(seed))
     G.mapping.w_avg.copy_(G.mapping(z.to(G.mapping.w_avg.device))[:, 0].mean(dim=0))
