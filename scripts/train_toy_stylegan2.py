@@ -270,8 +270,9 @@ def main() -> None:
             "sharpen_weight": SHARPEN_WEIGHT,
             "discriminator_steps": args.discriminator_steps,
             "batch_size": args.batch_size,
-            "objective": "G: L1 + 0.05 oracle shape and colour CE onto toy renderings, from the attribute code; "
-            "then the mapping regressed z -> w(code of z); D: logistic loss + lazy R1 against the frozen G",
+            "objective": "G: L1 + 0.05 oracle shape and colour CE onto toy renderings of the attributes z codes, "
+            "the mapping's first two layers fixed to the hand-set bucket code; D: logistic loss + lazy R1 against "
+            "the frozen G",
             "spare_path_seed": args.seed + 5,
             "device": args.device,
             "seconds": round(time.time() - start),
