@@ -37,9 +37,9 @@ Time (2-core CPU): the full-world model about 15 minutes at the defaults (3,000 
 images, 600 discriminator steps); A and B likewise. The shipped A and B were made with
 `--render-steps 2500`. Rebuilt so on this CPU, toy-stylegan2-a matches the shipped file in quality (the
 oracle reads 99.9 % of 1,000 samples as domain-A shapes for both; toy FID against 1,000 real domain-A
-images 8.1, the shipped file 8.6) but not bit for bit (84 of 95 tensors differ): CPU float sums are not
-reproducible across machines and thread counts over thousands of steps. `--device cuda` runs the same
-code.
+images 8.1, the shipped file 8.6) but not bit for bit (84 of 95 tensors differ; why is not established:
+float summation order depends on the thread count, which the shipped file does not record, so the
+provenance now records it). `--device cuda` runs the same code.
 """
 
 import argparse
@@ -279,6 +279,7 @@ def main() -> None:
             "the frozen G",
             "spare_path_seed": args.seed + 5,
             "device": args.device,
+            "threads": torch.get_num_threads(),
             "seconds": round(time.time() - start),
         },
         parents=[],
