@@ -1,8 +1,8 @@
 """The toy world's training scripts run end to end (a few steps each) and write loadable models.
 
 The shipped toy models are made by these scripts; a script that no longer runs cannot reproduce them.
-(A crash of train_toy_stylegan2.py after its last change went unnoticed for a day: this is the test
-that would have caught it.) Full-length runs and their figures are in each script's docstring.
+(train_toy_stylegan2.py and train_toy_biggan.py had both stopped running, unnoticed, until this test.)
+Full-length runs and their figures are in each script's docstring.
 """
 
 import subprocess
