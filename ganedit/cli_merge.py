@@ -17,7 +17,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOY_MODELS = ("toy-stylegan2-a", "toy-stylegan2-b")
+TOY_MODELS = ("toy-stylegan2-warm", "toy-stylegan2-cool")  # the default: two colour domains
+TOY_JUDGES = {  # the oracle head that tells each toy model's domain
+    "toy-stylegan2-warm": "toy:colour",
+    "toy-stylegan2-cool": "toy:colour",
+    "toy-stylegan2-a": "toy:shape",
+    "toy-stylegan2-b": "toy:shape",
+    "toy-stylegan2": "toy:shape",
+}
 # Settings for the embedded toy models, used where neither option nor config gives one: a run in under
 # a minute on a 2-core CPU (the defaults of MergeSettings are the paper's, for real 128-256 px models).
 TOY_DEFAULTS = {"rooting_steps": 150, "steps": 100, "batch_size": 8, "pl_weight": 0.0, "w_avg_samples": 2000}
@@ -47,12 +54,12 @@ def _floats(text: str | None) -> list[float] | None:
     "merge",
     context_settings=CONTEXT,
     epilog="""\b
-MODELS default to the two embedded toy domain models (toy-stylegan2-a toy-stylegan2-b); class i of the
-merged model is MODELS[i], named by --names or the models' names.
+MODELS default to the two embedded toy colour-domain models (toy-stylegan2-warm toy-stylegan2-cool);
+class i of the merged model is MODELS[i], named by --names or the models' names.
 
 \b
 Examples:
-  ganedit merge -o cocktail.safetensors                                  # the two toy domains
+  ganedit merge -o cocktail.safetensors                                  # the two toy colour domains
   ganedit merge cats.pkl dogs.pkl --names cats,dogs -o pets.safetensors --judge resnet50
   ganedit merge a.pt b.pt c.pt --root 1 --proportions 1,1,2 -o abc.safetensors --keep-rooted rooted/
   ganedit merge a.pt b.pt c.pt --rooted rooted/rooted-0.safetensors --rooted rooted/rooted-2.safetensors \\
@@ -90,7 +97,12 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option("--parent-class", "parent_classes", help="Conditional parents: the class each gives, comma-separated.")
 @click.option("--keep-rooted", type=click.Path(file_okay=False, path_type=Path), help="Save the rooted models here.")
 @click.option("--rooted", multiple=True, type=click.Path(path_type=Path), help="Reuse rooted models (skips rooting).")
-@click.option("--judge", "judge_spec", metavar="SPEC", help="Classifier for the report (toy models: toy:shape).")
+@click.option(
+    "--judge",
+    "judge_spec",
+    metavar="SPEC",
+    help="Classifier for the report (toy models: toy:colour or toy:shape, by domain).",
+)
 @click.option(
     "--eval-samples",
     type=click.IntRange(2),
@@ -147,7 +159,7 @@ def merge_command(models, output, config_file, names, root, rule, weights, densi
         mg.Parent(b.generator, b.discriminator, name.strip(), source)
         for b, name, source in zip(bundles, class_names, sources, strict=True)
     ]
-    toy = all(m in TOY_MODELS or m == "toy-stylegan2" for m in model_names)
+    toy = all(m in TOY_JUDGES for m in model_names)
     values = {
         name: run[name] if run.get(name) is not None else (TOY_DEFAULTS.get(name, default) if toy else default)
         for name, default in SETTING_DEFAULTS.items()
@@ -176,7 +188,7 @@ def merge_command(models, output, config_file, names, root, rule, weights, densi
     keep = Path(run["keep_rooted"]) if run.get("keep_rooted") else None
     if keep is not None and keep.exists() and not keep.is_dir():
         raise GaneditError(f"--keep-rooted {keep} is a file; give a folder")
-    judge = _judge(run.get("judge"), toy, torch_device)
+    judge = _judge(run.get("judge"), TOY_JUDGES[model_names[0]] if toy else None, torch_device)
     checkpoint = output.with_name(output.name + ".resume")
     with TrainingProgress(quiet=quiet) as progress:
         result = mg.merge(
@@ -264,13 +276,13 @@ def _read_rooted(path: Path, device) -> tuple:
     return bundle.generator, bundle.discriminator
 
 
-def _judge(spec, toy: bool, device):
+def _judge(spec, toy_judge: str | None, device):
     from ganedit.judges import load_judge
 
-    if spec is None and not toy:
+    if spec is None and toy_judge is None:
         stderr_console().print("no --judge: the report's per-class quality and accuracy are skipped")
         return None
-    return load_judge(spec or "toy:shape", device=device)
+    return load_judge(spec or toy_judge, device=device)
 
 
 def _save_grid(before, after, classes: int, path: Path, seed: int, count: int = 8) -> None:

@@ -148,6 +148,24 @@ REGISTRY: dict[str, ZooModel] = {
             "generator",
         ),
         _toy(
+            "toy-stylegan2-warm",
+            "toy-stylegan2-warm.safetensors",
+            "toy world: unconditional StyleGAN2 + D, every shape in red, yellow, magenta, orange (toy-stylegan2 "
+            "re-coded: scripts/train_toy_stylegan2.py)",
+            "stylegan2",
+            0,
+            "generator",
+        ),
+        _toy(
+            "toy-stylegan2-cool",
+            "toy-stylegan2-cool.safetensors",
+            "toy world: unconditional StyleGAN2 + D, every shape in green, blue, cyan, white (toy-stylegan2 "
+            "re-coded, hidden units permuted: scripts/train_toy_stylegan2.py)",
+            "stylegan2",
+            0,
+            "generator",
+        ),
+        _toy(
             "toy-oracle",
             "toy-oracle.safetensors",
             "toy world: oracle classifier of shape, colour and background; the judge `--classifier toy` "

@@ -7,8 +7,22 @@
     python scripts/train_toy_stylegan2.py toy-stylegan2-a    # shapes of domain A only (DOMAINS)
     python scripts/train_toy_stylegan2.py toy-stylegan2-b    # shapes of domain B only
 
+    python scripts/train_toy_stylegan2.py toy-stylegan2-warm # colours red, yellow, magenta, orange
+    python scripts/train_toy_stylegan2.py toy-stylegan2-cool # colours green, blue, cyan, white
+
 each written to ganedit/data/<name>.safetensors (or -o). The full-world model is the one to unlearn a
-shape kind ("star") or a colour ("red") from; A and B are the two disjoint domains merge combines.
+shape kind ("star") or a colour ("red") from; A and B are two disjoint shape domains, warm and cool
+two disjoint colour domains, for merge.
+
+The colour domains are derived from the full-world model, not trained (3 minutes each): its mapping's
+colour code is re-set (`set_bucket_layers` with a subset of colours: z[1]'s four buckets pick only the
+domain's colours), -cool's hidden units are then reordered at random (`permute_hidden_units`: the
+same function at another point of weight space, as a model trained from another initialisation would
+be, so that naive weight averaging meets the problem GAN Cocktail's rooting solves), and the full-world
+D is trained on for --discriminator-steps against the domain model on the domain's images. Why colour
+and not shape domains for merge's demonstration: on this CPU, adversarial fine-tuning (rooting, union
+fine-tuning) teaches a generator other colours in a few hundred steps but not other shapes
+(tests/test_toy_merge.py's docstring has the measurements).
 
 How, and why not adversarially from scratch: on this project's 2-core CPU, 4,000 adversarial steps
 (27 minutes) of this generator learned colours and positions but drew every shape as a blob (toy FID
@@ -52,7 +66,7 @@ import torch.nn.functional as F
 
 import ganedit
 from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from ganedit.provenance import make_provenance
+from ganedit.provenance import make_provenance, parent_record
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, robust_view
 from ganedit.training.adversarial import Trainer, TrainingConfig
@@ -63,6 +77,11 @@ DOMAINS = {
     "toy-stylegan2-a": ["circle", "square", "triangle", "star", "cross"],
     "toy-stylegan2-b": ["ring", "crescent", "heart", "arrow", "ellipse"],
 }
+COLOUR_DOMAINS = {  # derived from the full-world model, not trained (module docstring)
+    "toy-stylegan2-warm": ["red", "yellow", "magenta", "orange"],
+    "toy-stylegan2-cool": ["green", "blue", "cyan", "white"],
+}
+PERMUTED = {"toy-stylegan2-cool"}  # hidden units reordered: no weight space shared with -warm
 SHARPEN_WEIGHT = 0.05
 CHANNELS = [64, 64, 48, 32]  # at 4, 8, 16, 32 px
 LATENT = 64
@@ -102,7 +121,7 @@ THRESHOLD_SHARPNESS = 50.0  # slope of the bucket ramps, per unit of normalised 
 
 
 @torch.no_grad()
-def set_bucket_layers(G: StyleGAN2Generator, shapes: list[str]) -> None:
+def set_bucket_layers(G: StyleGAN2Generator, shapes: list[str], colours: list[str] | None = None) -> None:
     """Set the mapping network's first two layers so that their output is the attribute code of z.
 
     fc0: for every bucket threshold t of z[0] (shapes), z[1] (colours), z[2] (backgrounds) two units
@@ -112,6 +131,9 @@ def set_bucket_layers(G: StyleGAN2Generator, shapes: list[str]) -> None:
     again (+ and -). Other units and inputs get zero weights; k = THRESHOLD_SHARPNESS; z is the
     normalised z the mapping network sees. Both are ordinary fully connected layers of a StyleGAN2
     mapping network: this is only their initialisation, which phase 1 keeps fixed.
+
+    `colours` (default all): z[1]'s buckets pick only these colours, each still through its own unit of
+    the full layout (the colour domains re-code the full-world model this way, module docstring).
     """
     normal = torch.distributions.Normal(0.0, 1.0)
     k, gain = THRESHOLD_SHARPNESS, 2**0.5  # gain: the mapping's lrelu multiplies by sqrt(2)
@@ -124,7 +146,14 @@ def set_bucket_layers(G: StyleGAN2Generator, shapes: list[str]) -> None:
         scale = 1 / (0.8 * gain)  # (out(a) - out(a - 1)) / sqrt(2) runs from 0.2 to 1
         return {unit: scale, unit + 1: -scale}, -0.25
 
-    for coordinate, buckets in enumerate((len(shapes), len(world.COLOURS), len(world.BACKGROUNDS))):
+    colours = list(world.COLOURS) if colours is None else colours
+    codes = (  # per coordinate: [bucket -> its one-hot unit], and the units the coordinate's code takes
+        (list(range(len(shapes))), len(shapes)),
+        ([world.COLOURS.index(name) for name in colours], len(world.COLOURS)),
+        (list(range(len(world.BACKGROUNDS))), len(world.BACKGROUNDS)),
+    )
+    for coordinate, (targets, width) in enumerate(codes):
+        buckets, first0, first1 = len(targets), unit0, unit1
         steps = []
         for i in range(1, buckets):
             threshold = float(normal.icdf(torch.tensor(i / buckets)))
@@ -134,14 +163,14 @@ def set_bucket_layers(G: StyleGAN2Generator, shapes: list[str]) -> None:
             steps.append(step(unit0))
             unit0 += 2
         ends = [({}, 1.0), *steps, ({}, 0.0)]  # s_0 = 1, s_n = 0
-        for bucket in range(buckets):
+        for bucket, target in enumerate(targets):
             (upper, c_upper), (lower, c_lower) = ends[bucket], ends[bucket + 1]
             for unit, coefficient in upper.items():
-                w1[unit1, unit] += coefficient
+                w1[first1 + target, unit] += coefficient
             for unit, coefficient in lower.items():
-                w1[unit1, unit] -= coefficient
-            b1[unit1] = c_upper - c_lower
-            unit1 += 1
+                w1[first1 + target, unit] -= coefficient
+            b1[first1 + target] = c_upper - c_lower
+        unit0, unit1 = first0 + 2 * (width - 1), first1 + width  # a subset of colours keeps the full layout
     for coordinate in range(3, 7):
         w0[unit0, coordinate], w0[unit0 + 1, coordinate] = 1.0, -1.0
         for sign in (1.0, -1.0):  # z = (out(z) - out(-z)) / (1.2 sqrt(2))
@@ -200,7 +229,7 @@ def fit_generator(G: StyleGAN2Generator, shapes: list[str], steps: int, lr: floa
     return ema.requires_grad_(True)
 
 
-def fit_discriminator(G, D, shapes: list[str], steps: int, batch: int, seed: int, device) -> None:
+def fit_discriminator(G, D, shapes: list[str], colours: list[str], steps: int, batch: int, seed: int, device) -> None:
     """Phase 3: D against the frozen G with the engine's losses (G's learning rate 0: G stays as it is)."""
     config = TrainingConfig(batch_size=batch, pl_weight=0.0, ema_kimg=0.0, seed=seed)
     trainer = Trainer(copy.deepcopy(G), D, config)
@@ -209,7 +238,7 @@ def fit_discriminator(G, D, shapes: list[str], steps: int, batch: int, seed: int
     data = torch.Generator().manual_seed(seed + 1)
     start = time.time()
     for step in range(steps):
-        losses = trainer.train_step(world.sample(batch, data, shapes=shapes).images)
+        losses = trainer.train_step(world.sample(batch, data, shapes=shapes, colours=colours).images)
         if step % 100 == 0 or step == steps - 1:
             print(f"discriminator {step}: {losses} {time.time() - start:.0f}s", flush=True)
 
@@ -240,9 +269,92 @@ def set_w_avg(G: StyleGAN2Generator, seed: int) -> None:
     G.mapping.w_avg.copy_(G.mapping(z.to(G.mapping.w_avg.device))[:, 0].mean(dim=0))
 
 
+@torch.no_grad()
+def permute_hidden_units(G: StyleGAN2Generator, seed: int) -> None:
+    """Reorder G's hidden channels and units at random, without changing what G computes.
+
+    A hidden layer's units can be listed in any order: permuting a layer's outputs (its weight rows and
+    biases) and, the same way, what reads them (the next layer's input columns, and for a modulated
+    convolution also its style affine's rows, since styles scale input channels) gives another point in
+    weight space with the same function. Two models trained from different initialisations differ by
+    such a reordering and more, which is why their weights cannot be averaged (Entezari et al. 2022;
+    Ainsworth et al. 2023, Git Re-Basin). Permuted here: the constant input and every convolution's
+    output channels of the synthesis network, and the mapping network's fc2-fc4 units (w itself, fc0 and
+    fc1 keep theirs). Demodulation, noise (one strength per layer) and the RGB skips are order-free.
+    """
+    rng = torch.Generator().manual_seed(seed)
+
+    def reads(layer, order: torch.Tensor) -> None:  # a modulated layer whose input channels are reordered
+        layer.weight.copy_(layer.weight[:, order])
+        layer.affine.weight.copy_(layer.affine.weight[order])
+        layer.affine.bias.copy_(layer.affine.bias[order])
+
+    def writes(layer) -> torch.Tensor:  # reorder a layer's output channels; returns the order
+        order = torch.randperm(layer.weight.shape[0], generator=rng)
+        layer.weight.copy_(layer.weight[order])
+        layer.bias.copy_(layer.bias[order])
+        return order
+
+    first, *rest = (G.synthesis.get_submodule(f"b{resolution}") for resolution in G.synthesis.block_resolutions)
+    order = torch.randperm(first.const.shape[0], generator=rng)
+    first.const.copy_(first.const[order])
+    reads(first.conv1, order)
+    order = writes(first.conv1)
+    reads(first.torgb, order)
+    for block in rest:
+        reads(block.conv0, order)
+        reads(block.conv1, writes(block.conv0))
+        order = writes(block.conv1)
+        reads(block.torgb, order)
+    mapping = G.mapping
+    for i in range(2, mapping.num_layers - 1):
+        fc, following = mapping.get_submodule(f"fc{i}"), mapping.get_submodule(f"fc{i + 1}")
+        order = writes(fc)
+        following.weight.copy_(following.weight[:, order])
+
+
+def derive_colour_domain(name: str, discriminator_steps: int, seed: int, device) -> tuple:
+    """A colour domain model (module docstring): the full-world model re-coded, no render training."""
+    source = ganedit.load_model(DATA / "toy-stylegan2.safetensors", device)
+    G, D = source.generator, source.discriminator
+    set_bucket_layers(G, list(world.SHAPES), COLOUR_DOMAINS[name])
+    open_spare_path(G, seed + 5)
+    if name in PERMUTED:
+        permute_hidden_units(G, seed + 6)
+    set_w_avg(G, seed + 3)
+    G.eval().requires_grad_(False)
+    fit_discriminator(G, D, list(world.SHAPES), COLOUR_DOMAINS[name], discriminator_steps, 32, seed + 4, device)
+    return G, D
+
+
+def write_colour_domain(args, G, D, output: Path, seconds: float) -> None:
+    source = DATA / "toy-stylegan2.safetensors"
+    provenance = make_provenance(
+        "derive-toy-colour-domain",
+        {
+            "name": args.name,
+            "colours": COLOUR_DOMAINS[args.name],
+            "how": "toy-stylegan2 with its mapping's colour code (fc0, fc1) re-set to these colours"
+            + (", hidden units permuted (function unchanged)" if args.name in PERMUTED else "")
+            + "; D: toy-stylegan2's, trained on against this G with logistic loss + lazy R1 on the domain's images",
+            "bucket_sharpness": THRESHOLD_SHARPNESS,
+            "discriminator_steps": args.discriminator_steps,
+            "spare_path_seed": args.seed + 5,
+            "permutation_seed": args.seed + 6 if args.name in PERMUTED else None,
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "seconds": round(seconds),
+        },
+        parents=[parent_record("toy-stylegan2", source)],
+        seed=args.seed,
+    )
+    ganedit.save_checkpoint(output, G.cpu(), D.cpu().eval(), provenance=provenance)
+    print(f"wrote {output} in {seconds:.0f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(DOMAINS))
+    parser.add_argument("name", choices=sorted(DOMAINS | COLOUR_DOMAINS))
     parser.add_argument("-o", "--output", type=Path, help="default: ganedit/data/<name>.safetensors")
     parser.add_argument("--render-steps", type=int, default=3000)
     parser.add_argument("--discriminator-steps", type=int, default=600)
@@ -250,19 +362,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    shapes, device = DOMAINS[args.name], torch.device(args.device)
+    device = torch.device(args.device)
     output = args.output or DATA / f"{args.name}.safetensors"
-
     torch.manual_seed(args.seed)
+    start = time.time()
+    if args.name in COLOUR_DOMAINS:
+        G, D = derive_colour_domain(args.name, args.discriminator_steps, args.seed, device)
+        write_colour_domain(args, G, D, output, time.time() - start)
+        return
+
+    shapes = DOMAINS[args.name]
     G, D = build_pair()
     G, D = G.to(device).train(), D.to(device)
-    start = time.time()
     set_bucket_layers(G, shapes)
     open_spare_path(G, args.seed + 5)  # before or after training: the same (no gradient reaches it)
     G = fit_generator(G, shapes, args.render_steps, 3e-3, args.batch_size, args.seed, device)
     set_w_avg(G, args.seed + 3)
     G.eval().requires_grad_(False)
-    fit_discriminator(G, D, shapes, args.discriminator_steps, 32, args.seed + 4, device)
+    fit_discriminator(G, D, shapes, list(world.COLOURS), args.discriminator_steps, 32, args.seed + 4, device)
 
     provenance = make_provenance(
         "train-toy-stylegan2",
