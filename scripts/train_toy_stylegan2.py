@@ -14,7 +14,7 @@ each written to ganedit/data/<name>.safetensors (or -o). The full-world model is
 shape kind ("star") or a colour ("red") from; A and B are two disjoint shape domains, warm and cool
 two disjoint colour domains, for merge.
 
-The colour domains are derived from the full-world model, not trained (3 minutes each): its mapping's
+The colour domains are derived from the full-world model, not trained (6 minutes each on one thread): its mapping's
 colour code is re-set (`set_bucket_layers` with a subset of colours: z[1]'s four buckets pick only the
 domain's colours), -cool's hidden units are then reordered at random (`permute_hidden_units`: the
 same function at another point of weight space, as a model trained from another initialisation would

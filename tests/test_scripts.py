@@ -51,3 +51,16 @@ def test_toy_clip_script_refuses_to_write_a_model_below_the_required_accuracy(tm
     assert result.returncode != 0
     assert "not written: zero-shot accuracy below the requirement" in result.stderr
     assert list(tmp_path.iterdir()) == []  # neither the model nor its candidate file
+
+
+@pytest.mark.parametrize("name", ["toy-stylegan2-warm", "toy-stylegan2-cool"])
+def test_colour_domain_script_rebuilds_the_shipped_generator(name, tmp_path):
+    """The colour domains are derived, not trained: the script's generator is the shipped one (its D is
+    trained on for --discriminator-steps, 0 here), permuted or not."""
+    output = tmp_path / f"{name}.safetensors"
+    result = run_script(["train_toy_stylegan2.py", name, "--discriminator-steps", "0", "-o"], output)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rebuilt, shipped = ganedit.load_model(output), ganedit.load_model(name)
+    assert rebuilt.metadata["provenance"]["parents"][0]["source"] == "toy-stylegan2"
+    z = sample_latents(shipped.generator, 16, seed=0)
+    torch.testing.assert_close(generate(rebuilt.generator, z, None), generate(shipped.generator, z, None))
