@@ -27,7 +27,14 @@ TOY_JUDGES = {  # the oracle head that tells each toy model's domain
 }
 # Settings for the embedded toy models, used where neither option nor config gives one: a run in under
 # a minute on a 2-core CPU (the defaults of MergeSettings are the paper's, for real 128-256 px models).
-TOY_DEFAULTS = {"rooting_steps": 150, "steps": 100, "batch_size": 8, "pl_weight": 0.0, "w_avg_samples": 2000}
+TOY_DEFAULTS = {
+    "rooting_steps": 150,
+    "steps": 100,
+    "discriminator_warmup": 50,
+    "batch_size": 8,
+    "pl_weight": 0.0,
+    "w_avg_samples": 2000,
+}
 SETTING_DEFAULTS = {
     name: getattr(MergeSettings, name) for name in MergeSettings.__dataclass_fields__ if name != "block_weights"
 }
@@ -94,6 +101,11 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option("--lr", type=click.FloatRange(0, min_open=True), help=f"Adam learning rate {_default('lr')}.")
 @click.option("--r1-gamma", type=click.FloatRange(0), help=f"R1 weight {_default('r1_gamma')}.")
 @click.option("--pl-weight", type=click.FloatRange(0), help=f"Path-length weight {_default('pl_weight')}.")
+@click.option(
+    "--discriminator-warmup",
+    type=click.IntRange(0),
+    help=f"D-only steps before each stage's steps (not the paper's) {_default('discriminator_warmup')}.",
+)
 @click.option("--parent-class", "parent_classes", help="Conditional parents: the class each gives, comma-separated.")
 @click.option("--keep-rooted", type=click.Path(file_okay=False, path_type=Path), help="Save the rooted models here.")
 @click.option("--rooted", multiple=True, type=click.Path(path_type=Path), help="Reuse rooted models (skips rooting).")
@@ -116,9 +128,9 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options
 def merge_command(models, output, config_file, names, root, rule, weights, density, block_weights, proportions,
-                  no_rooting, rooting_steps, steps, batch_size, lr, r1_gamma, pl_weight, parent_classes, keep_rooted,
-                  rooted, judge_spec, eval_samples, grid, checkpoint_every, resume, dry_run, seed, as_json, device,
-                  quiet, offline):  # fmt: skip
+                  no_rooting, rooting_steps, steps, batch_size, lr, r1_gamma, pl_weight, discriminator_warmup,
+                  parent_classes, keep_rooted, rooted, judge_spec, eval_samples, grid, checkpoint_every, resume,
+                  dry_run, seed, as_json, device, quiet, offline):  # fmt: skip
     """Merge N StyleGAN2 generators into one class-conditional model: GAN Cocktail."""
     torch_device = apply_common(device, quiet, offline)
     config = _read_config(config_file) if config_file is not None else {}
@@ -129,6 +141,7 @@ def merge_command(models, output, config_file, names, root, rule, weights, densi
         "block_weights": dict(_block_weight(item) for item in block_weights) or None,
         "rooting": False if no_rooting else None, "rooting_steps": rooting_steps, "steps": steps,
         "batch_size": batch_size, "lr": lr, "r1_gamma": r1_gamma, "pl_weight": pl_weight,
+        "discriminator_warmup": discriminator_warmup,
         "parent_classes": [int(v) for v in _floats(parent_classes)] if parent_classes else None,
         "rooted": [str(p) for p in rooted] or None, "keep_rooted": str(keep_rooted) if keep_rooted else None,
         "judge": judge_spec, "eval_samples": eval_samples, "seed": seed,

@@ -73,6 +73,7 @@ class MergeSettings:
     pl_weight: float = 2.0  # path-length regularisation (StyleGAN2's, lazy every 4 steps)
     style_mixing: float = 0.9
     ema_kimg: float = 10.0  # G_ema half-life, with ADA's rampup (0.05 of the images seen)
+    discriminator_warmup: int = 0  # D-only steps before each stage's steps (not the paper's; 0 = none)
     rule: str = "mean"  # mean | task-arithmetic | ties | slerp
     weights: list[float] | None = None  # task-arithmetic / ties: one per non-root model; slerp: [t]
     density: float = 0.2  # ties: the fraction of each task vector's entries kept (largest magnitudes)
@@ -84,7 +85,7 @@ class MergeSettings:
     def __post_init__(self):
         if self.rule not in RULES:
             raise GaneditError(f"unknown merge rule {self.rule!r}; choose one of: {', '.join(RULES)}")
-        for name in ("rooting_steps", "steps"):
+        for name in ("rooting_steps", "steps", "discriminator_warmup"):
             if getattr(self, name) < 0:
                 raise GaneditError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if self.batch_size < 1 or self.w_avg_samples < 1:
@@ -103,8 +104,13 @@ class MergeSettings:
             style_mixing=self.style_mixing,
             ema_kimg=self.ema_kimg,
             ema_rampup=0.05,
+            discriminator_warmup=self.discriminator_warmup,
             seed=seed,
         )
+
+    def stage_steps(self, steps: int) -> int:
+        """A stage's trainer steps: its G steps, after the D-only warmup (none for a stage of 0 steps)."""
+        return steps + self.discriminator_warmup if steps else 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -190,15 +196,16 @@ def validate(parents: list[Parent], settings: MergeSettings) -> dict:
         else (f"rooted {parents[settings.root].name}->{p.name}" if settings.rooting else "parent")
         for i, p in enumerate(parents)
     ]
+    warmup = f" after {settings.discriminator_warmup} D-only steps" if settings.discriminator_warmup else ""
     return {
         "classes": names,
         "resolution": first.generator.img_resolution,
         "root": names[settings.root],
         "stages": (
-            [f"rooting {names[settings.root]} -> {names[j]}: {settings.rooting_steps} steps" for j in range(count)
-             if j != settings.root and settings.rooting]
+            [f"rooting {names[settings.root]} -> {names[j]}: {settings.rooting_steps} steps{warmup}"
+             for j in range(count) if j != settings.root and settings.rooting]
             + [f"merge ({settings.rule}) of: {', '.join(f'{m} ({n})' for m, n in zip(models, names, strict=True))}",
-               f"union fine-tuning: {settings.steps} steps, batch {settings.batch_size}, proportions "
+               f"union fine-tuning: {settings.steps} steps{warmup}, batch {settings.batch_size}, proportions "
                f"{settings.proportions or 'uniform'}"]
         ),
     }  # fmt: skip
@@ -478,10 +485,11 @@ def merge(
             def save(j=j, trainer=trainer, source=source):
                 write_resume(checkpoint, RESUME_FORMAT, identity, ("root", j), trainer, source, rooted=finished)
 
+            total = settings.stage_steps(settings.rooting_steps)
             info[f"rooting_{parents[j].name}_losses"] = run_steps(
-                trainer, lambda source=source, label=label: (next(source)[0], label), settings.rooting_steps,
+                trainer, lambda source=source, label=label: (next(source)[0], label), total,
                 save=save if checkpoint else None, save_every=checkpoint_every, progress=progress,
-                task=progress.task(f"root {parents[root].name}->{parents[j].name}", settings.rooting_steps,
+                task=progress.task(f"root {parents[root].name}->{parents[j].name}", total,
                                    trainer.step) if progress else None,
             )  # fmt: skip
             models[j] = (trainer.G_ema.eval(), trainer.D.eval().requires_grad_(False))
@@ -510,9 +518,10 @@ def merge(
         images, labels = next(source)
         return images, F.one_hot(labels, count).float()
 
+    total = settings.stage_steps(settings.steps)
     info["union_losses"] = run_steps(
-        trainer, next_batch, settings.steps, save=save if checkpoint else None, save_every=checkpoint_every,
-        progress=progress, task=progress.task("union", settings.steps, trainer.step) if progress else None,
+        trainer, next_batch, total, save=save if checkpoint else None, save_every=checkpoint_every,
+        progress=progress, task=progress.task("union", total, trainer.step) if progress else None,
     )  # fmt: skip
     G_final = trainer.G_ema.eval()
     recompute_w_avg(G_final, settings.proportions, settings.w_avg_samples, settings.seed + 5)

@@ -122,6 +122,26 @@ def test_G_ema_follows_G_by_the_half_life_formula():
     assert t.G.mapping.w_avg.abs().sum() > 0  # and G tracks w_avg while training
 
 
+def test_discriminator_warmup_trains_D_alone_then_both():
+    t = trainer(discriminator_warmup=2, r1_every=1)
+    G_start = {k: v.clone() for k, v in state_tensors(t).items()}
+    D_start = {k: v.clone() for k, v in t.D.state_dict().items()}
+    batches = real_batches(3)
+    for real in batches[:2]:
+        losses = t.train_step(real)
+        assert losses.keys() == {"loss_D", "r1"}  # no G loss, no path length
+    assert t.step == 2
+    after_warmup = state_tensors(t)
+    for name in ("G.", "G_ema."):  # G, its tracked w_avg and G_ema are as they were
+        assert_bit_equal(
+            {k: v for k, v in after_warmup.items() if k.startswith(name)},
+            {k: v for k, v in G_start.items() if k.startswith(name)},
+        )
+    assert any(not torch.equal(v, D_start[k]) for k, v in t.D.state_dict().items())
+    assert "loss_G" in t.train_step(batches[2])
+    assert not torch.equal(t.G.synthesis.b4.torgb.bias, G_start["G.synthesis.b4.torgb.bias"])
+
+
 def test_style_mixing_takes_rows_from_two_latents():
     G, _ = tiny_pair()
     z1, z2 = torch.randn([2, BATCH, G.z_dim], generator=torch.Generator().manual_seed(3))
@@ -192,6 +212,8 @@ def test_bad_settings_are_refused():
         TrainingConfig(style_mixing=1.5)
     with pytest.raises(GaneditError, match="autocast"):
         TrainingConfig(autocast="float16")
+    with pytest.raises(GaneditError, match="discriminator_warmup"):
+        TrainingConfig(discriminator_warmup=-1)
 
 
 def test_conditional_pair_and_bf16_autocast_run():

@@ -142,6 +142,19 @@ def test_the_same_seed_gives_the_same_model_and_reused_rooted_models_give_it_too
     assert not same_parameters(naive.generator, a.generator)
 
 
+def test_discriminator_warmup_adds_D_only_steps_before_each_stage(monkeypatch):
+    D_only = []
+    original_step = Trainer.train_step
+
+    def recording_step(self, *args, **kwargs):
+        D_only.append(self.step < self.config.discriminator_warmup)
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    merge(parents(2), MergeSettings(**TINY, discriminator_warmup=2))
+    assert D_only == [True] * 2 + [False] * TINY["rooting_steps"] + [True] * 2 + [False] * TINY["steps"]
+
+
 @pytest.mark.parametrize("interrupt_at", [2, 5, 8])  # rooting the first, the second model; union fine-tuning
 def test_ctrl_c_saves_and_resume_finishes_with_the_uninterrupted_result(tmp_path, monkeypatch, interrupt_at):
     models = parents(3)
@@ -252,9 +265,10 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, mess
 
 def test_dry_run_validates_and_prints_the_plan_without_training(tmp_path, capsys):
     a, b = write_model(tmp_path / "a.safetensors"), write_model(tmp_path / "b.safetensors")
-    code = main(["merge", str(a), str(b), "--root", "b", "--dry-run", "--json", "-q"])
+    code = main(["merge", str(a), str(b), "--root", "b", "--discriminator-warmup", "5", "--dry-run", "--json", "-q"])
     plan = json.loads(capsys.readouterr().out)["plan"]
     assert code == 0 and plan["root"] == "b" and "rooting b -> a" in plan["stages"][0]
+    assert "after 5 D-only steps" in plan["stages"][0] and "after 5 D-only steps" in plan["stages"][-1]
     assert list(tmp_path.iterdir()) == [a, b] or sorted(tmp_path.iterdir()) == sorted([a, b])
 
 

@@ -28,9 +28,21 @@ Measured on CPU, seed 0, 300-500 fixed latents per class.
 
 What is shown on *colour* domains (toy-stylegan2-warm / -cool: the full-world model with its colour code
 re-set, -cool's hidden units permuted, scripts/train_toy_stylegan2.py): the whole procedure, rooting +
-averaging + union fine-tuning, gives class accuracy 99 % / 96 % at FID 16.8 / 22.4 (floors 1.8; the
-no-shift control, the parent fine-tuned on its own images as long, 10.6), and naive averaging + the
-same fine-tuning 39 % / 87 % at FID 79 / 74. Also measured this way (not kept): discriminators retrained
+averaging + union fine-tuning (600 + 300 steps, each stage after 100 D-only steps), gives class accuracy
+94 % / 89 % at FID 19.2 / 20.4 (floors 1.8; the no-shift control, the parent fine-tuned on its own images
+as long with the same warmup, 8.6), and naive averaging + the same fine-tuning 17 % / 100 % (it draws
+the cool domain for both classes) at FID 87 / 97. Without the D-only warmup (the paper's schedule): 99 %
+/ 96 %, FID 16.8 / 22.4, control 10.6, naive 39 % / 87 %, FID 79 / 74. The quality budget is relative
+to the control because these toy models drift under any adversarial fine-tuning, with nothing to learn:
+the control's FID is 17.7 after 300 steps (11.9 after 100 D-only + 200 steps), 8.0-8.9 after 800 steps of
+8 or 200 of 32 (equal compute); letting the union fine-tuning run on does not close the gap (FID 15-29
+at 300-1,200 union steps, accuracy rising to 99.8 %); and the merged FID varies with the seed (seeds
+0-2, 600 + 300 steps: 16.8-19.0 / 14.7-22.4 without warmup, 11.3-19.2 / 12.3-20.4 with it). An
+adversarial "settling" of the parents (G and D trained together on real domain images for 600 steps)
+brings the control to 3.4, but the settled generator draws blobs (toy FID against real images 48 instead
+of 8.1): adversarial training at this scale cannot hold the rendered shapes. Adam with beta1 0.9 instead
+of 0 makes the control far worse (78), a lower learning rate (5e-4) or R1 weight (0.025) does not help
+(12-22). Also measured this way (not kept): discriminators retrained
 with the other domain's shapes as extra negatives become shape-aware (A-vs-B ranking 0.99 after a jump
 at ~500 steps at lr 0.01, R1 0.01), and rooting then reads 70-76 % domain b, but the rooted samples are
 small blobs (FID 17-41); discriminators trained to accept G's own samples (blurred and out-of-domain
@@ -99,13 +111,13 @@ def test_rooting_keeps_the_average_in_the_roots_basin_and_naive_averaging_does_n
 
 
 COLOURS = ("toy-stylegan2-warm", "toy-stylegan2-cool")
-COCKTAIL = {**SETTINGS, "rooting_steps": 600, "steps": 300}
+COCKTAIL = {**SETTINGS, "rooting_steps": 600, "steps": 300, "discriminator_warmup": 100}
 COCKTAIL_ACCURACY = (
-    0.85  # each class of the merged model draws its parent's colour domain this often (measured 0.99, 0.96)
+    0.8  # each class of the merged model draws its parent's colour domain this often (measured 0.94, 0.89)
 )
-COCKTAIL_FID_BUDGET = 2.5  # ... with FID at most this times the no-shift control's (measured 1.6x, 2.1x)
+COCKTAIL_FID_BUDGET = 3.0  # ... with FID at most this times the no-shift control's (measured 2.2x, 2.4x)
 COCKTAIL_NAIVE_FACTOR = (
-    2.0  # naive averaging + the same union fine-tuning: FID at least this times worse (measured 4.7x, 3.3x)
+    2.0  # naive averaging + the same union fine-tuning: FID at least this times worse (measured 4.5x, 4.7x)
 )
 
 

@@ -7,6 +7,8 @@ The losses and schedule of StyleGAN2 training (Karras et al. 2020; methods.md se
 - style mixing with probability 0.9;
 - Adam, lr 0.002, betas (0, 0.99), rescaled for the lazy regularisation;
 - G_ema, a moving average of G with a half-life of 10 kimg: the generator a run ships.
+Optionally (`discriminator_warmup`, not StyleGAN2's) the first steps train D alone, so that a D
+inherited from another run learns the new "real" images before its gradients move G.
 A procedure adds its own generator terms (EWC penalty, repulsion, anchors) as `extra_generator_loss`.
 The caller supplies the "real" images every step (negatives, positives, a parent generator's outputs).
 
@@ -55,11 +57,14 @@ class TrainingConfig:
     truncation: float = 1.0  # truncation psi of `Trainer.sample`
     seed: int = 0  # seeds every random number of the run
     autocast: str | None = None  # "bfloat16" runs the adversarial terms under autocast (GPU), None = fp32
+    discriminator_warmup: int = 0  # the first this many steps train D only (G, its w_avg and G_ema stay)
 
     def __post_init__(self):
         problems = []
         if self.batch_size < 1:
             problems.append(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.discriminator_warmup < 0:
+            problems.append(f"discriminator_warmup must be 0 or more, got {self.discriminator_warmup}")
         if self.r1_every < 1 or self.pl_every < 1 or self.pl_batch_shrink < 1:
             problems.append(
                 f"r1_every, pl_every and pl_batch_shrink must be at least 1, got "
@@ -73,6 +78,11 @@ class TrainingConfig:
             problems.append(f"autocast must be None or one of {', '.join(AUTOCAST_DTYPES)}, got {self.autocast!r}")
         if problems:
             raise GaneditError("bad training settings: " + "; ".join(problems))
+
+
+def _floats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    values = torch.stack([value.detach().float() for value in losses.values()]).tolist()  # one host sync
+    return dict(zip(losses, values, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,6 +240,10 @@ class Trainer:
                 self._optimise(self.opt_D, r1 * (cfg.r1_gamma / 2) * cfg.r1_every, self.D)
                 losses["r1"] = r1
 
+            if self.step < cfg.discriminator_warmup:  # D-only: it learns the new real data before G follows it
+                self.step += 1
+                return _floats(losses)
+
             # Generator: non-saturating loss plus the procedure's terms, then path length on a step of its own.
             self.D.requires_grad_(False)
             self.G.requires_grad_(True)
@@ -256,8 +270,7 @@ class Trainer:
 
         self._update_ema()
         self.step += 1
-        values = torch.stack([value.detach().float() for value in losses.values()]).tolist()  # one host sync
-        return dict(zip(losses, values, strict=True))
+        return _floats(losses)
 
     def _optimise(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module) -> None:
         optimiser.zero_grad(set_to_none=True)
