@@ -12,7 +12,7 @@ from ganedit.text_unlearn import LAYERS, METHODS, TextUnlearnSettings
 
 # Settings for the embedded toy models where the option is not given: a run in well under a minute on a
 # 2-core CPU. Everything else is NADA's default (TextUnlearnSettings).
-TOY_DEFAULTS = {"batch_size": 8, "truncation": 1.0, "lpips_weight": 0.05}
+TOY_DEFAULTS = {"batch_size": 8, "lpips_weight": 0.05}
 TOY_NEUTRAL = "a shape"
 TOY_EVAL_SAMPLES = 500
 SETTING_DEFAULTS = {name: getattr(TextUnlearnSettings, name, None) for name in TextUnlearnSettings.__dataclass_fields__}
@@ -53,7 +53,10 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option("--concept", required=True, help="What must go, in words ('a person wearing eyeglasses').")
 @click.option("--neutral", help=f"The concept without it ('a person'; toy models: {TOY_NEUTRAL!r}).")
 @click.option("--method", type=click.Choice(METHODS), default="directional", show_default=True)
-@click.option("--templates", is_flag=True, help="Embed prompts as the mean over prompt templates.")
+@click.option(
+    "--templates/--no-templates", default=True, show_default=True,
+    help="Embed each prompt as the mean over StyleGAN-NADA's ImageNet templates (off: the prompt alone).",
+)  # fmt: skip
 @click.option(
     "--concept-weighting/--no-concept-weighting", default=True, show_default=True,
     help="Pull each sample by CLIP's probability that it shows the concept (off: NADA's plain mean).",
@@ -76,7 +79,14 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.option(
     "--auto-layer-iters", type=click.IntRange(1), default=1, show_default=True, help="SGD steps on W+ codes per choice."
 )
+@click.option(
+    "--auto-layer-batch", type=click.IntRange(1), default=8, show_default=True, help="Latents per layer choice."
+)
 @click.option("--truncation", type=click.FloatRange(0, 1), help=f"Of training latents {_default('truncation')}.")
+@click.option(
+    "--noise-mode", type=click.Choice(["random", "const"]), default="random", show_default=True,
+    help="Synthesis noise while training: a fresh draw per step (NADA), the same in both copies; or the stored one.",
+)  # fmt: skip
 @click.option("--judge", "judge_spec", metavar="SPEC", help="Classifier for PUL in the report (with --feature).")
 @click.option("--feature", metavar="LABEL", help="The judge's label for the concept.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Labels of a local judge.")
@@ -93,16 +103,18 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @common_options
 def text_unlearn_command(model, output, concept, neutral, method, templates, concept_weighting, concept_images,
                          neutral_images, clip_specs, clip_weights, iterations, batch_size, lr, lpips_weight,
-                         lpips_spec, anchor_weight, layers, auto_layers, auto_layer_iters, truncation, judge_spec,
+                         lpips_spec, anchor_weight, layers, auto_layers, auto_layer_iters, auto_layer_batch, truncation,
+                         noise_mode, judge_spec,
                          feature, labels, seed, checkpoint_every, resume, eval_samples, grid, as_json, device, quiet,
                          offline):  # fmt: skip
     """Remove a concept named in words from a StyleGAN2, guided by CLIP: Text-to-Unlearn."""
     from ganedit import text_unlearn as tu
-    from ganedit.cli_unlearn import is_embedded_toy, judge_for
+    from ganedit.cli_unlearn import is_embedded_toy, judge_for, judge_shows
     from ganedit.formats import resolve_model_path
     from ganedit.judges.clip import DEFAULT_CLIP, load_clips
     from ganedit.judges.perceptual import load_perceptual
     from ganedit.provenance import make_provenance, parent_record
+    from ganedit.sampling import save_before_after_grid
     from ganedit.training.loop import TrainingProgress
     from ganedit.training.sources import load_image_folder
 
@@ -125,6 +137,7 @@ def text_unlearn_command(model, output, concept, neutral, method, templates, con
     settings = TextUnlearnSettings(concept=concept, neutral=neutral, method=method, templates=templates,
                                    concept_weighting=concept_weighting, layers=layers,
                                    auto_layers=auto_layers, auto_layer_iters=auto_layer_iters,
+                                   auto_layer_batch=auto_layer_batch, noise_mode=noise_mode,
                                    clip_weights=list(clip_weights), seed=seed, **values)  # fmt: skip
     clip_specs = list(clip_specs) or (["toy-clip"] if toy else [DEFAULT_CLIP])
     settings.validate(len(clip_specs))
@@ -182,9 +195,7 @@ def text_unlearn_command(model, output, concept, neutral, method, templates, con
     ganedit.save_checkpoint(output, result.generator, bundle.discriminator, provenance=provenance)
     checkpoint.unlink(missing_ok=True)
     if grid is not None:
-        from ganedit.unlearn import save_before_after_grid
-
-        save_before_after_grid(G, result.generator, grid, seed)
+        save_before_after_grid(G, result.generator, grid, seed, shows=judge_shows(judge, feature_index))
     report = {"model": str(model), "written": str(output), "grid": str(grid) if grid else None, "method": method,
               "neutral": neutral, **evaluation}  # fmt: skip
     if as_json:

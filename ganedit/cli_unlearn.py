@@ -97,6 +97,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
     from ganedit import unlearn as ul
     from ganedit.formats import resolve_model_path
     from ganedit.provenance import make_provenance, parent_record
+    from ganedit.sampling import save_before_after_grid
     from ganedit.training.loop import TrainingProgress
     from ganedit.training.sources import load_image_folder
 
@@ -180,7 +181,7 @@ def unlearn_command(model, output, negatives, feature, judge_spec, labels, posit
     ganedit.save_checkpoint(output, result.generator, discriminator, provenance=provenance)
     checkpoint.unlink(missing_ok=True)
     if grid is not None:
-        ul.save_before_after_grid(G, result.generator, grid, seed)
+        save_before_after_grid(G, result.generator, grid, seed, shows=judge_shows(judge, feature_index))
     report = {"model": str(model), "written": str(output), "grid": str(grid) if grid else None,
               "method": method, "repulsion": repulsion if method == "repulsion" else None, **evaluation}  # fmt: skip
     if as_json:
@@ -218,6 +219,16 @@ def is_embedded_toy(model) -> bool:
     from ganedit import zoo
 
     return str(model) in zoo.REGISTRY and zoo.REGISTRY[str(model)].embedded
+
+
+def judge_shows(judge, feature_index):
+    """images -> bool mask where the judge's argmax is the feature (None without a judge), for grids."""
+    if judge is None:
+        return None
+    device = next(judge.parameters()).device
+    return lambda images: (
+        torch.cat([judge(part.to(device)).argmax(dim=1).cpu() for part in images.split(256)]) == (feature_index)
+    )
 
 
 def judge_for(bundle, model, judge_spec, labels, feature: str, device: torch.device):

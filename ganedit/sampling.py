@@ -8,7 +8,9 @@ same seed gives the same latents, and so the same images up to floating-point ro
 - StyleGAN2: z ~ N(0, I); truncation psi pulls w towards the stored average latent.
 """
 
+import contextlib
 import difflib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -40,6 +42,20 @@ def sample_latents(generator: torch.nn.Module, count: int, seed: int, truncation
             outside = z.abs() > 2
         z = z * truncation
     return z
+
+
+@contextlib.contextmanager
+def seeded_noise(seed: int | torch.Generator, device: torch.device) -> Iterator[None]:
+    """Within the block, the global RNG (which "random" synthesis noise draws from) is seeded.
+
+    seed: an int, or a generator to draw one from. The global state outside is restored afterwards, so
+    a run that saves its generator's state resumes exactly.
+    """
+    if isinstance(seed, torch.Generator):
+        seed = int(torch.randint(2**62, [], generator=seed))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def resolve_classes(requested: list[str], class_names: list[str] | None, count: int) -> list[int]:
@@ -93,6 +109,40 @@ def generate(
             out = generator(z_batch, c, truncation_psi=truncation, noise_mode="const")
         images.append(out.float().cpu())
     return torch.cat(images)
+
+
+def save_before_after_grid(
+    before: torch.nn.Module,
+    after: torch.nn.Module,
+    path: Path | str,
+    seed: int,
+    *,
+    shows: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    with_feature: int = 8,
+    without_feature: int = 4,
+) -> Path:
+    """A PNG: samples of `before` in the first row, `after` on the same latents below (stored noise).
+
+    shows(images) -> bool mask [N]: where the feature an edit removes is present. With it, the grid
+    shows `with_feature` latents whose `before` image has the feature, then `without_feature` without
+    it, so the edit and what it leaves alone are both in view (fewer when the model rarely draws it);
+    without it, the first with_feature + without_feature latents of the seed.
+    """
+    count = with_feature + without_feature
+    classes = (lambda n: torch.arange(n) % num_classes(before)) if num_classes(before) else (lambda n: None)
+    pool = sample_latents(before, 64 * count if shows is not None else count, seed)
+    images = generate(before, pool, classes(len(pool)))
+    if shows is None:
+        chosen = torch.arange(count)
+    else:
+        mask = shows(images).cpu()
+        chosen = torch.cat(
+            [mask.nonzero()[:with_feature, 0], (~mask).nonzero()[: count - min(int(mask.sum()), with_feature), 0]]
+        )
+    z, c = pool[chosen], classes(len(pool))
+    c = c[chosen] if c is not None else None
+    save_grid(torch.cat([images[chosen], generate(after, z, c)]), Path(path), columns=len(chosen))
+    return Path(path)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

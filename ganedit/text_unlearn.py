@@ -3,15 +3,16 @@
 Two copies of the generator: G_f, frozen, and G_t, trained, both starting from the given weights. A
 direction in CLIP space points from the concept to the concept-free neutral:
 
-    Delta_T = normalise(E_T(neutral) - E_T(concept))            (text: "a shape" - "a red shape")
+    Delta_T = normalise(E_T(neutral) - E_T(concept))       (text: "a shape" - "a red shape"; each E_T the
+                                                            mean over NADA's ImageNet templates by default)
     Delta_T = normalise(mean E_I(neutral images) - mean E_I(concept images))     (image pairs, as the paper)
 
 and each step moves G_t's images along it, sample by sample, relative to G_f's (StyleGAN-NADA's
 directional loss, run towards concept-free):
 
-    x_f = G_f(w), x_t = G_t(w)                                 same latents w (G_f's mapping)
+    x_f = G_f(w), x_t = G_t(w)                                 same latents w (G_f's mapping), same noise
     Delta_I = E_I(x_t) - E_I(x_f)
-    L_dir,i = 1 - cos(Delta_I,i / (|Delta_I,i| + 1e-7), Delta_T) (Delta_I is 0 at step 0: NADA's epsilon)
+    L_dir,i = 1 - cos(Delta_I,i, Delta_T)                      (1 - Delta_I,i . Delta_T where Delta_I,i = 0)
     L_dir = mean_i p_i L_dir,i      p_i = softmax(s [cos(E_I(x_f,i), E_T(concept)), cos(E_I(x_f,i), E_T(neutral))])_0
     L = sum_m weight_m L_dir,m  +  lpips_weight LPIPS(x_t, x_f)  +  anchor_weight mean_j (theta_j - theta_f,j)^2
         [+ extra_loss(x_t, x_f): the hook for an identity loss on faces]
@@ -19,22 +20,33 @@ directional loss, run towards concept-free):
 summed over the CLIP models m of an ensemble. p_i is CLIP's zero-shot probability (its own temperature
 s, 100 for OpenAI's weights) that sample i of the frozen model shows the concept rather than the neutral
 prompt: only samples where the concept is present need to change (methods.md), so only they are pulled
-along Delta_T. `concept_weighting=False` gives NADA's plain mean over all samples, which asks every
-sample, also those without the concept, to move along Delta_T: on the toy world that drifts the images
-in directions CLIP reads as "less red" but the oracle does not (PUL 0, measured), because a sample
-without the concept has no real change that matches the direction. The weight anchor is a mean over
-every trained parameter element. The baseline `global` ("push away from the prompt", what the paper
-beats) replaces L_dir by cos(E_I(x_t), E_T(concept)) for every sample.
+along Delta_T. `concept_weighting=False` gives NADA's plain mean over all samples, which also asks the
+samples without the concept to move along Delta_T: on the toy world it unlearns as well (PUL 96 vs
+100) but at far worse quality (FID 10.0 vs 3.5, perceptual distance 1.30 vs 0.23; README). The weight
+anchor is a mean over every trained parameter element. The baseline `global` ("push away from the
+prompt", what the paper beats) replaces L_dir by cos(E_I(x_t), E_T(concept)) for every sample.
+
+Noise: each step draws fresh random synthesis noise (NADA trains with random noise) and renders both
+copies with the *same* draw, so Delta_I measures the edit and not two noise samples. NADA draws the
+two copies' noise independently: on the toy model that makes |Delta_I| tiny but non-zero at step 0,
+and the 1/|Delta_I| gradient of the normalisation was 40x the later ones (122 vs about 3), enough to
+dominate Adam's second moment (beta2 0.992) for hundreds of steps. With the shared draw Delta_I is
+exactly 0 at step 0, where the cosine is undefined: there the per-sample loss is its first-order term
+1 - Delta_I . Delta_T (same value, bounded gradient: 0.3 at step 0, then about 2), where dividing by
+|Delta_I| + epsilon would give a gradient of order 1/epsilon and NADA's re-encoding of x_t + 1e-6 one
+of order 1e6.
 
 What trains: the synthesis network without its toRGB layers (NADA: mapping and toRGB frozen), or with
 them, or everything. Adaptive layer selection (NADA's `auto_layer_k`): before every step, the W+ codes
-of a batch take `auto_layer_iters` SGD steps (lr 0.01) on the loss of the method with G_t's current
-weights; the k W+ entries that moved most (mean |change|) choose the layers that train in that step:
-entry 0 drives the 4 px block (its constant and conv), entry i > 0 the convolution it styles; the last
-entry drives only the last toRGB and is never chosen.
+of a fresh batch (`auto_layer_batch`) take `auto_layer_iters` SGD steps (lr 0.01) on NADA's global
+CLIP loss towards the target text (1 - cos(E_I(G_t(w+)), E_T(neutral))) with G_t's current weights;
+the k W+ entries that moved most (mean |change|) choose the layers that train in that step: entry 0
+drives the 4 px block (its constant and conv), entry i > 0 the convolution it styles; the last entry
+drives only the last toRGB and is never chosen (see `select_layers` for NADA's own map).
 
-NADA's defaults: Adam, lr 0.002 * 0.8, betas (0, 0.992), batch 2, 300 iterations, truncation 0.7 when
-sampling training latents. CLIP stays frozen in float32 (ganedit.judges.clip).
+NADA's defaults: Adam, lr 0.002 * 0.8, betas (0, 0.992), batch 2, 300 iterations, untruncated training
+latents (its 0.7 is only for displayed samples), prompts over its ImageNet templates. CLIP stays frozen
+in float32 (ganedit.judges.clip).
 """
 
 import copy
@@ -48,23 +60,39 @@ import torch
 from torch import nn
 
 from ganedit.errors import GaneditError
+from ganedit.models.stylegan2 import NOISE_MODES
 
 METHODS = ("directional", "global")
 LAYERS = ("synthesis", "synthesis+torgb", "all")
 RESUME_FORMAT = "ganedit.text-unlearn-resume"
-EPSILON = 1e-7
 
-# Prompt templates (`templates=True`): each prompt's embedding is the normalised mean over these.
+# StyleGAN-NADA's prompt templates (its `imagenet_templates`, from CLIP's ImageNet zero-shot prompts):
+# with `templates=True` (the default) a prompt's embedding is the mean over them of each filled-in
+# template's unit-norm embedding, and Delta_T the normalised difference of two such means (NADA's
+# `compute_text_direction`).
 TEMPLATES = (
-    "{}",
-    "a photo of {}",
-    "a picture of {}",
-    "an image of {}",
-    "a rendering of {}",
-    "a drawing of {}",
-    "a good photo of {}",
-    "a close-up photo of {}",
-)
+    "a bad photo of a {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+    "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
+    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
+    "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+    "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.",
+    "a painting of a {}.", "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+    "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+    "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
+    "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+    "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+    "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.",
+    "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+    "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+    "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+    "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+    "a photo of a small {}.", "a tattoo of the {}.",
+)  # fmt: skip
+ARTICLES = ("a ", "an ", "the ")
 
 
 @dataclass
@@ -74,7 +102,7 @@ class TextUnlearnSettings:
     concept: str  # what must go, e.g. "a person wearing eyeglasses"
     neutral: str  # the same without it, e.g. "a person"
     method: str = "directional"  # "directional" (Text-to-Unlearn) or "global" (push away from the prompt)
-    templates: bool = False  # embed prompts as the mean over TEMPLATES
+    templates: bool = True  # NADA: each prompt as the mean over its ImageNet TEMPLATES; False = the prompt alone
     concept_weighting: bool = True  # weight each sample's L_dir by CLIP's P(concept | x_f); False = NADA's plain mean
     iterations: int = 300
     batch_size: int = 2
@@ -85,7 +113,9 @@ class TextUnlearnSettings:
     layers: str = "synthesis"  # synthesis (no toRGB) | synthesis+torgb | all
     auto_layers: int = 0  # k of adaptive layer selection; 0 = train every layer of `layers`
     auto_layer_iters: int = 1
-    truncation: float = 0.7  # of the training latents
+    auto_layer_batch: int = 8  # NADA's auto_layer_batch: the fresh latents each selection step uses
+    truncation: float = 1.0  # of the training latents (NADA trains untruncated; 0.7 is only for shown samples)
+    noise_mode: str = "random"  # synthesis noise while training: a fresh draw each step, the same in both copies
     clip_weights: list[float] = field(default_factory=list)  # one per CLIP model; empty = 1 each
     seed: int = 0
 
@@ -103,14 +133,19 @@ class TextUnlearnSettings:
             )
         if self.method not in METHODS:
             raise GaneditError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.noise_mode not in NOISE_MODES:
+            raise GaneditError(f"unknown noise mode {self.noise_mode!r}; choose one of: {', '.join(NOISE_MODES)}")
         if self.layers not in LAYERS:
             raise GaneditError(f"unknown layer choice {self.layers!r}; choose one of: {', '.join(LAYERS)}")
         if self.clip_weights and len(self.clip_weights) != clip_count:
             raise GaneditError(
                 f"{len(self.clip_weights)} CLIP weights for {clip_count} CLIP models; give one --clip-weight per --clip"
             )
-        if self.iterations < 0 or self.batch_size < 1 or self.auto_layers < 0 or self.auto_layer_iters < 1:
-            raise GaneditError("iterations must be >= 0, batch size >= 1, auto layers >= 0, auto layer iters >= 1")
+        if (self.iterations < 0 or self.batch_size < 1 or self.auto_layers < 0 or self.auto_layer_iters < 1
+                or self.auto_layer_batch < 1):  # fmt: skip
+            raise GaneditError(
+                "iterations must be >= 0, batch size >= 1, auto layers >= 0, auto layer iters and batch >= 1"
+            )
 
 
 @dataclass
@@ -123,18 +158,32 @@ class TextUnlearnResult:
 # Directions in CLIP space
 
 
+def filled_templates(prompt: str) -> list[str]:
+    """The prompt in each of NADA's TEMPLATES; a leading article of the prompt is dropped, as the templates have one."""
+    bare = prompt.strip()
+    for article in ARTICLES:
+        if bare.lower().startswith(article) and len(bare) > len(article):
+            bare = bare[len(article) :]
+            break
+    return [template.format(bare) for template in TEMPLATES]
+
+
 @torch.no_grad()
-def prompt_embedding(clip, prompt: str, templates: bool = False) -> torch.Tensor:
-    """Unit-norm text embedding [D] of a prompt (the normalised mean over TEMPLATES with templates=True)."""
-    texts = [template.format(prompt) for template in TEMPLATES] if templates else [prompt]
-    mean = clip.encode_text(texts).mean(dim=0)
+def template_mean(clip, prompt: str, templates: bool = True) -> torch.Tensor:
+    """Mean [D] of the unit-norm text embeddings of the prompt in each template (templates=False: the prompt alone)."""
+    return clip.encode_text(filled_templates(prompt) if templates else [prompt]).mean(dim=0)
+
+
+def prompt_embedding(clip, prompt: str, templates: bool = True) -> torch.Tensor:
+    """Unit-norm text embedding [D] of a prompt: its normalised template mean."""
+    mean = template_mean(clip, prompt, templates)
     return mean / mean.norm()
 
 
 @torch.no_grad()
-def text_direction(clip, concept: str, neutral: str, templates: bool = False) -> torch.Tensor:
-    """Delta_T = normalise(E_T(neutral) - E_T(concept)): from the concept towards concept-free."""
-    direction = prompt_embedding(clip, neutral, templates) - prompt_embedding(clip, concept, templates)
+def text_direction(clip, concept: str, neutral: str, templates: bool = True) -> torch.Tensor:
+    """Delta_T = normalise(mean E_T(neutral) - mean E_T(concept)) over the templates (NADA's compute_text_direction)."""
+    direction = template_mean(clip, neutral, templates) - template_mean(clip, concept, templates)
     if direction.norm() < 1e-6:
         raise GaneditError(
             f"CLIP {clip.name} embeds the concept and neutral prompts identically; reword them so that they differ"
@@ -162,10 +211,20 @@ def concept_probability(clip, frozen: torch.Tensor, concept: torch.Tensor, neutr
 def directional_loss(
     clip, x_t: torch.Tensor, frozen: torch.Tensor, direction: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """1 - cos(E_I(x_t) - E_I(x_f), Delta_T) per sample (frozen = E_I(x_f)); the batch mean, weighted if given."""
-    delta = clip.encode_images(x_t) - frozen
-    delta = delta / (delta.norm(dim=-1, keepdim=True) + EPSILON)
-    per_sample = 1 - delta @ direction
+    """1 - cos(E_I(x_t) - E_I(x_f), Delta_T) per sample (frozen = E_I(x_f)); the batch mean, weighted if given.
+
+    Where Delta_I is exactly 0 (x_t == x_f: both copies rendered with the same noise before any update)
+    the cosine is undefined and its gradient grows as 1/|Delta_I|, so dividing by |Delta_I| + epsilon
+    would give a first gradient of order 1/epsilon that dominates Adam's second moment for hundreds of
+    steps. There the per-sample loss is the first-order term 1 - Delta_I . Delta_T instead: the same
+    value (1) and a bounded gradient that moves Delta_I along Delta_T. (NADA re-encodes x_t + 1e-6,
+    whose normalised direction has the same 1/|Delta_I| gradient.)
+    """
+    delta = clip.encode_images(x_t) - frozen  # [N, D]
+    norm = delta.norm(dim=-1, keepdim=True)
+    zero = norm == 0
+    unit = torch.where(zero, delta, delta / torch.where(zero, torch.ones_like(norm), norm))
+    per_sample = 1 - unit @ direction
     return per_sample.mean() if weights is None else (weights * per_sample).mean()
 
 
@@ -190,8 +249,8 @@ class ClipObjective:
                 self.directions = [
                     text_direction(clip, settings.concept, settings.neutral, settings.templates) for clip in clips
                 ]
-            if settings.concept_weighting:
-                self.neutrals = [prompt_embedding(clip, settings.neutral, settings.templates) for clip in clips]
+            self.neutrals = [prompt_embedding(clip, settings.neutral, settings.templates) for clip in clips]
+        self.concept_weighting = settings.concept_weighting
 
     def __call__(self, x_t: torch.Tensor, x_f: torch.Tensor) -> torch.Tensor:
         total = 0
@@ -203,10 +262,22 @@ class ClipObjective:
                 with torch.no_grad():
                     frozen = clip.encode_images(x_f.to(clip.device))
                     shows = None
-                    if self.neutrals is not None:
+                    if self.concept_weighting:
                         shows = concept_probability(clip, frozen, self.concepts[m], self.neutrals[m])
                 term = directional_loss(clip, x_t_m, frozen, self.directions[m], shows)
             total = total + weight * term.to(x_t.device)
+        return total
+
+    def global_towards_target(self, x: torch.Tensor) -> torch.Tensor:
+        """NADA's global CLIP loss towards the target text (the neutral prompt; the concept's for `global`)."""
+        total = 0
+        for m, (clip, weight) in enumerate(zip(self.clips, self.weights, strict=True)):
+            x_m = x.to(clip.device)
+            if self.method == "global":
+                term = global_loss(clip, x_m, self.concepts[m])
+            else:
+                term = 1 - (clip.encode_images(x_m) @ self.neutrals[m]).mean()
+            total = total + weight * term.to(x.device)
         return total
 
 
@@ -239,14 +310,21 @@ def styled_layers(G: nn.Module) -> list[list[nn.Module]]:
     return groups
 
 
-def select_layers(G_t, G_f, objective, w: torch.Tensor, k: int, iterations: int) -> list[int]:
-    """NADA's adaptive layer selection: the k W+ entries that SGD on the loss moves most (see module docstring)."""
-    with torch.no_grad():
-        x_f = G_f.synthesis(w)
+def select_layers(
+    G_t: nn.Module, objective: ClipObjective, w: torch.Tensor, k: int, iterations: int, noise_mode: str
+) -> list[int]:
+    """NADA's adaptive layer selection (`determine_opt_layers`): the k W+ entries SGD moves most.
+
+    w [N, num_ws, w_dim]: a fresh batch's W+ codes. They take `iterations` SGD steps (lr 0.01) on NADA's
+    global CLIP loss towards the target text through G_t's current weights; the entries that moved most
+    (mean |change|) are chosen. Entry 0 maps to the 4 px block and entry i > 0 to the convolution it
+    styles (NADA's own map, [conv1, to_rgb1, convs...], is shifted by one from entry 2 on); the last
+    entry styles only the last toRGB and is never chosen.
+    """
     codes = w.detach().clone().requires_grad_(True)
     optimiser = torch.optim.SGD([codes], lr=0.01)
     for _ in range(iterations):
-        loss = objective(G_t.synthesis(codes), x_f)
+        loss = objective.global_towards_target(G_t.synthesis(codes, noise_mode=noise_mode))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -292,6 +370,7 @@ def text_unlearn(
     checkpoint / checkpoint_every / resume: the resume file, written atomically every N steps and on
     Ctrl-C; resume=True continues from it (refused when it belongs to another run).
     """
+    from ganedit.sampling import seeded_noise
     from ganedit.training.loop import deferred_interrupts, read_resume, write_resume
 
     if G.arch != "stylegan2-generator":
@@ -329,18 +408,29 @@ def text_unlearn(
     started = time.perf_counter() - seconds
     with deferred_interrupts() as interrupt:
         while step < settings.iterations:
-            z = torch.randn(settings.batch_size, G.z_dim, generator=rng).to(device)
-            c = _random_classes(G, settings.batch_size, rng, device)
-            with torch.no_grad():
-                w = G_f.mapping(z, c, truncation_psi=settings.truncation)
-                x_f = G_f.synthesis(w)
             chosen = None
             if groups is not None:
-                chosen = select_layers(G_t, G_f, objective, w, settings.auto_layers, settings.auto_layer_iters)
+                z = torch.randn(settings.auto_layer_batch, G.z_dim, generator=rng).to(device)
+                c = _random_classes(G, settings.auto_layer_batch, rng, device)
+                with torch.no_grad():
+                    w = G_f.mapping(z, c, truncation_psi=settings.truncation)
+                with seeded_noise(rng, device):
+                    chosen = select_layers(G_t, objective, w, settings.auto_layers, settings.auto_layer_iters,
+                                           settings.noise_mode)  # fmt: skip
                 trains = {id(p) for i in chosen for module in groups[i] for p in module.parameters()}
                 for parameter in parameters:
                     parameter.requires_grad_(id(parameter) in trains)
-            x_t = G_t(z, c, truncation_psi=settings.truncation) if settings.layers == "all" else G_t.synthesis(w)
+            z = torch.randn(settings.batch_size, G.z_dim, generator=rng).to(device)
+            c = _random_classes(G, settings.batch_size, rng, device)
+            noise_seed = int(torch.randint(2**62, [], generator=rng))  # one noise draw, shared by both copies
+            with torch.no_grad(), seeded_noise(noise_seed, device):
+                w = G_f.mapping(z, c, truncation_psi=settings.truncation)
+                x_f = G_f.synthesis(w, noise_mode=settings.noise_mode)
+            with seeded_noise(noise_seed, device):
+                if settings.layers == "all":
+                    x_t = G_t(z, c, truncation_psi=settings.truncation, noise_mode=settings.noise_mode)
+                else:
+                    x_t = G_t.synthesis(w, noise_mode=settings.noise_mode)
             losses = {"clip": objective(x_t, x_f)}
             if settings.lpips_weight > 0:
                 losses["lpips"] = settings.lpips_weight * perceptual(x_t, x_f).mean()

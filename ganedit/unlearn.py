@@ -482,15 +482,6 @@ def model_from_flat(G: nn.Module, vector: torch.Tensor) -> nn.Module:
     return model
 
 
-def save_before_after_grid(before: nn.Module, after: nn.Module, path: Path | str, seed: int, count: int = 8) -> Path:
-    """A PNG with `count` samples of `before` in the first row and `after` on the same latents below."""
-    from ganedit.sampling import generate, sample_latents, save_grid
-
-    z = sample_latents(before, count, seed)
-    save_grid(torch.cat([generate(before, z), generate(after, z)]), Path(path), columns=count)
-    return Path(path)
-
-
 @torch.no_grad()
 def mine_negatives(G: nn.Module, judge: nn.Module, feature: int, count: int, seed: int, max_tries: int = 50):
     """`count` samples of G (seeded latents, stored noise) that the judge's argmax calls class `feature`.

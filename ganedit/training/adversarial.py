@@ -32,6 +32,7 @@ from ganedit.atomic import atomic_write
 from ganedit.errors import GaneditError
 from ganedit.models import config_dict
 from ganedit.models.stylegan2 import NOISE_MODES
+from ganedit.sampling import seeded_noise
 
 STATE_FORMAT = "ganedit.adversarial-training-state"
 STATE_VERSION = 1
@@ -223,9 +224,7 @@ class Trainer:
         real = real.to(self.device, torch.float32)
         c = c.to(self.device) if c is not None else None
         losses = {}
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(int(torch.randint(2**62, [], generator=self.rng)))
-
+        with seeded_noise(self.rng, self.device):
             # Discriminator: logistic loss on real vs generated, then R1 on a step of its own.
             self.G.requires_grad_(False)
             self.D.requires_grad_(True)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ganedit.errors import GaneditError
 from ganedit.models.stylegan2 import NOISE_MODES
-from ganedit.sampling import num_classes
+from ganedit.sampling import num_classes, seeded_noise
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_IMAGE_SIDE = 8  # px: smaller images carry too little to learn from, and are most likely a mistake
@@ -278,8 +278,7 @@ class GeneratedImages:
             c = None
             if self.classes[index] is not None:
                 c = torch.eye(num_classes(G))[torch.full([size], self.classes[index])].to(device)
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(int(torch.randint(2**62, [], generator=rng)))
+            with seeded_noise(rng, device):
                 images = G(z, c, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode).float()
             made += size
             if self.keep is not None:
