@@ -24,8 +24,8 @@ import time
 import torch
 from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
 
-from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from ganedit.training.adversarial import Trainer, TrainingConfig
+from ganedit.engine.adversarial import Trainer, TrainingConfig
+from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 # (resolution, batch, reference seconds per iteration on an H100, design/performance.md)
 SETTINGS = ((256, 16, 0.280), (128, 32, 0.327))

@@ -26,10 +26,10 @@ import torch
 from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganedit import embed_tune as et
-from ganedit.formats.biggan import PUBLISHED_CONFIGS
+from ganedit.generators.biggan_deep import BigGANDeep
+from ganedit.generators.formats.biggan import PUBLISHED_CONFIGS
 from ganedit.judges.classifiers import Preprocess, torchvision_judge
-from ganedit.models.biggan_deep import BigGANDeep
+from ganedit.procedures import embed_tune as et
 
 REFERENCE_STARTS = 3  # reference: 3 starts per class
 REFERENCE_BATCH = 10  # reference: 10 latents per step

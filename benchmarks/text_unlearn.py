@@ -27,7 +27,7 @@ from adversarial_step import build_pair
 from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
 
 from ganedit.judges.clip import load_clip
-from ganedit.text_unlearn import TextUnlearnSettings, text_unlearn
+from ganedit.procedures.text_unlearn import TextUnlearnSettings, text_unlearn
 
 
 def time_batch(G, clip, batch: int, args, device: torch.device) -> dict:

@@ -7,7 +7,7 @@ interleaved (one of each kind per round) so that drift of a shared machine falls
 
 - `step_plain`: no extra generator loss (the training step alone);
 - `step_repulsion`: plus ganedit's `Repulsion` (EL2, alpha 5, weight 100) from K = 5 adapted models
-  held on the device as flat tensors (ganedit.unlearn);
+  held on the device as flat tensors (ganedit.procedures.unlearn);
 - `step_reference_reload`: plus the repulsion computed the way the reference (atriguha/Adapt_Unlearn,
   Unlearning_CelebA/unlearn_main.py, `calc_difference_param_new`) computes it: the K adapted generators
   rebuilt from checkpoint files at every generator step, re-implemented here on ganedit's modules.
@@ -36,9 +36,9 @@ from adversarial_step import CYCLE, build_pair
 from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
 from torch import nn
 
-from ganedit.models.stylegan2 import StyleGAN2Generator
-from ganedit.training.adversarial import Trainer, TrainingConfig
-from ganedit.unlearn import Repulsion, UnlearnSettings, flat, model_from_flat, trainable
+from ganedit.engine.adversarial import Trainer, TrainingConfig
+from ganedit.generators.stylegan2 import StyleGAN2Generator
+from ganedit.procedures.unlearn import Repulsion, UnlearnSettings, flat, model_from_flat, trainable
 
 K = 5  # adapted models (methods.md section 3; the reference's ckpt_gens_repel lists 5 files)
 ALPHA, GAMMA, WEIGHT = 5.0, 1.0, 100.0  # EL2: WEIGHT * exp(-ALPHA * d); the reference's fixed weight is 100
@@ -229,7 +229,7 @@ def main() -> None:
         file_mib = sum(path.stat().st_size for path in paths) / len(paths) / 2**20
         reference_loss = ReferenceReloadRepulsion(paths, G0.config, device)
         # Both compute a distance between the starting G and the adapted models: with perturbations of
-        # the same std in every tensor, d_ref = (K^2 / 2) * d exactly in expectation (ganedit.unlearn).
+        # the same std in every tensor, d_ref = (K^2 / 2) * d exactly in expectation (ganedit.procedures.unlearn).
         with torch.no_grad():
             d_reference = float(reference_loss.distance(G0))
             d_ganedit = float(repulsion.raw_distance(flat(trainable(G0))))

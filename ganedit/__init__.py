@@ -9,9 +9,8 @@ The Python API mirrors the command line:
     ganedit.save_checkpoint("out.safetensors", G, D, provenance=...)
 """
 
-__version__ = "0.1.0"
-
-from ganedit.checkpoint import save_checkpoint  # noqa: E402
-from ganedit.formats import load_discriminator, load_generator, load_model  # noqa: E402
+from ganedit.generators.formats import load_discriminator, load_generator, load_model  # noqa: E402
+from ganedit.generators.formats.ganedit_file import save_checkpoint  # noqa: E402
+from ganedit.version import __version__
 
 __all__ = ["__version__", "load_model", "load_generator", "load_discriminator", "save_checkpoint"]

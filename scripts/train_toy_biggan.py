@@ -1,6 +1,6 @@
 """Train the toy world's class-conditional BigGAN-deep generator (`toy-biggan`) from a seed.
 
-The generator has the BigGAN-deep architecture of `ganedit.models.biggan_deep` at 32 px and has two
+The generator has the BigGAN-deep architecture of `ganedit.generators.biggan_deep` at 32 px and has two
 designed-in defects (evaluation.md), so that embed-tune has something real to fix:
 
 - a mode-collapsed class: COLLAPSED_SHAPE ("star") is only ever drawn in COLLAPSED_COLOUR ("red");
@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import ganedit
-from ganedit.models.biggan_deep import BigGANDeep, SpectralNormParameters
-from ganedit.provenance import make_provenance
-from ganedit.sampling import sample_latents
+from ganedit.generators.biggan_deep import BigGANDeep, SpectralNormParameters
+from ganedit.generators.sampling import sample_latents
+from ganedit.store.provenance import make_provenance
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, robust_view
 

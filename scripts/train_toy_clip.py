@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_toy_oracle import degrade  # noqa: E402
 
 from ganedit.judges.clip import build_toy_clip, load_toy_clip, save_toy_clip, toy_clip_path  # noqa: E402
-from ganedit.provenance import versions  # noqa: E402
+from ganedit.store.provenance import versions  # noqa: E402
 from ganedit.toy import captions, world  # noqa: E402
 
 SEED = 0

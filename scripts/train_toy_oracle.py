@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ganedit.provenance import versions
+from ganedit.store.provenance import versions
 from ganedit.toy import world
 from ganedit.toy.oracle import ORACLE_PATH, ToyOracle, accuracy, save_oracle
 

@@ -65,11 +65,11 @@ import torch
 import torch.nn.functional as F
 
 import ganedit
-from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from ganedit.provenance import make_provenance, parent_record
+from ganedit.engine.adversarial import Trainer, TrainingConfig
+from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganedit.store.provenance import make_provenance, parent_record
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, robust_view
-from ganedit.training.adversarial import Trainer, TrainingConfig
 
 DATA = Path(__file__).resolve().parents[1] / "ganedit" / "data"
 DOMAINS = {

@@ -40,7 +40,7 @@ class OpensAFile:
 
 def tiny_stylegan2_pair(c_dim: int = 0, channels: tuple[int, ...] = (32, 32, 32), seed: int = 0):
     """A 16 px StyleGAN2 generator and discriminator (z = w = 32), seeded, without touching the global RNG."""
-    from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+    from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -70,7 +70,7 @@ def tiny_stylegan2_pair(c_dim: int = 0, channels: tuple[int, ...] = (32, 32, 32)
 
 def interrupt_step(monkeypatch, at: int, action):
     """Make the engine call action() inside its `at`-th step (counted over the whole run); return the real step."""
-    from ganedit.training.adversarial import Trainer
+    from ganedit.engine.adversarial import Trainer
 
     calls = {"n": 0}
     original_step = Trainer.train_step

@@ -8,9 +8,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_stylegan2_pair as tiny_pair
 
-from ganedit.errors import GaneditError
-from ganedit.toy import world
-from ganedit.training.adversarial import (
+from ganedit.engine.adversarial import (
     Trainer,
     TrainingConfig,
     discriminator_loss,
@@ -18,6 +16,8 @@ from ganedit.training.adversarial import (
     mixed_latents,
     r1_penalty,
 )
+from ganedit.errors import GaneditError
+from ganedit.toy import world
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

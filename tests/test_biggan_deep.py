@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError
-from ganedit.formats.biggan import PUBLISHED_CONFIGS, read_biggan_folder
-from ganedit.models.biggan_deep import BigGANDeep, statistics_at
+from ganedit.generators.biggan_deep import BigGANDeep, statistics_at
+from ganedit.generators.formats.biggan import PUBLISHED_CONFIGS, read_biggan_folder
 
 TOLERANCE = 1e-4
 

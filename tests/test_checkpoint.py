@@ -8,11 +8,11 @@ from helpers import TINY_BIGGAN
 from safetensors import safe_open
 
 import ganedit
-from ganedit.checkpoint import read_ganedit_checkpoint, save_checkpoint
 from ganedit.cli import main
 from ganedit.errors import CheckpointFormatError, GaneditError
-from ganedit.models.biggan_deep import BigGANDeep
-from ganedit.provenance import make_provenance, parent_record, sha256_of
+from ganedit.generators.biggan_deep import BigGANDeep
+from ganedit.generators.formats.ganedit_file import read_ganedit_checkpoint, save_checkpoint
+from ganedit.store.provenance import make_provenance, parent_record, sha256_of
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_tensors_are_float32_and_metadata_is_json(tmp_path, biggan):
 
 def test_write_is_atomic(tmp_path, biggan, monkeypatch):
     """An interrupted write leaves neither a partial file under the final name nor a temporary file."""
-    import ganedit.checkpoint as checkpoint
+    import ganedit.store.checkpoint as checkpoint
 
     target = tmp_path / "g.safetensors"
     target.write_bytes(b"previous version")

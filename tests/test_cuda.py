@@ -65,8 +65,8 @@ def test_rosinality_conformance_on_cuda_fp32(conformance_dir):
 
 @torch.no_grad()
 def test_biggan_bf16_autocast_sampling(conformance_dir):
-    from ganedit.formats.biggan import PUBLISHED_CONFIGS
-    from ganedit.models.biggan_deep import BigGANDeep
+    from ganedit.generators.biggan_deep import BigGANDeep
+    from ganedit.generators.formats.biggan import PUBLISHED_CONFIGS
 
     torch.manual_seed(0)
     G = BigGANDeep(BigGANDeep.Config(**PUBLISHED_CONFIGS["biggan-deep-256"])).cuda().eval()
@@ -82,7 +82,7 @@ def test_biggan_bf16_autocast_sampling(conformance_dir):
 
 def test_text_unlearn_on_cuda_matches_the_cpu_objective_and_keeps_clip_in_float32():
     from ganedit.judges.clip import load_clip
-    from ganedit.text_unlearn import ClipObjective, TextUnlearnSettings, text_unlearn
+    from ganedit.procedures.text_unlearn import ClipObjective, TextUnlearnSettings, text_unlearn
     from ganedit.toy import world
 
     settings = TextUnlearnSettings("a red shape", "a shape", iterations=3, batch_size=4)

@@ -36,7 +36,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, str(tests))
     from helpers import tiny_stylegan2_pair
 
-    from ganedit.training.adversarial import Trainer, TrainingConfig
+    from ganedit.engine.adversarial import Trainer, TrainingConfig
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")

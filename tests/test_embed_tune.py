@@ -13,11 +13,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 import ganedit
-from ganedit import embed_tune as et
 from ganedit.cli import main
 from ganedit.errors import GaneditError
+from ganedit.generators.biggan_deep import BigGANDeep
 from ganedit.judges.classifiers import Judge, Preprocess
-from ganedit.models.biggan_deep import BigGANDeep
+from ganedit.procedures import embed_tune as et
 
 NUM_CLASSES = 6
 CLASS_NAMES = [f"c{i}" for i in range(NUM_CLASSES)]

@@ -11,8 +11,9 @@ import torch
 
 import ganedit
 from ganedit.cli import main
+from ganedit.engine.adversarial import Trainer
 from ganedit.errors import GaneditError
-from ganedit.merge import (
+from ganedit.procedures.merge import (
     MergeSettings,
     Parent,
     combine,
@@ -23,7 +24,6 @@ from ganedit.merge import (
     slerp,
     ties,
 )
-from ganedit.training.adversarial import Trainer
 from tests.helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -216,7 +216,7 @@ def test_a_rosinality_checkpoint_merges_from_a_config_file(tmp_path, capsys, con
 def write_model(path, c_dim: int = 0, channels=(32, 32, 32), with_D: bool = True, resolution: int = 16):
     G, D = tiny_stylegan2_pair(c_dim, channels)
     if resolution != 16:
-        from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+        from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
         G = StyleGAN2Generator(G.config.__class__(**{**vars(G.config), "img_resolution": resolution,
                                                       "channels": [32] * 4}))  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ganedit
-from ganedit.sampling import generate, num_classes, sample_latents
+from ganedit.generators.sampling import generate, num_classes, sample_latents
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 QUICK = {

@@ -6,9 +6,9 @@ import torch
 from helpers import tiny_stylegan2_pair
 from PIL import Image
 
+from ganedit.engine.sources import GeneratedImages, ImageBatches, load_image_folder
 from ganedit.errors import GaneditError
-from ganedit.models.stylegan2 import StyleGAN2Generator
-from ganedit.training.sources import GeneratedImages, ImageBatches, load_image_folder
+from ganedit.generators.stylegan2 import StyleGAN2Generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,10 +15,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError, UnsafeCheckpointError
-from ganedit.formats.nvidia_pickle import load_network_pickle, read_nvidia_pickle
-from ganedit.formats.rosinality import W_AVG_SAMPLES, read_rosinality
-from ganedit.models import ARCHITECTURES
-from ganedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganedit.generators.formats.nvidia_pickle import load_network_pickle, read_nvidia_pickle
+from ganedit.generators.formats.rosinality import W_AVG_SAMPLES, read_rosinality
+from ganedit.generators.registry import ARCHITECTURES
+from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 TOLERANCE = 1e-4  # max abs error; the references run in float32 with other operation orders
 NVIDIA_PICKLES = ["nvidia-sg2-tiny", "nvidia-sg2-tiny-c2"]

@@ -15,7 +15,7 @@ import ganedit
 from ganedit.cli import main
 from ganedit.errors import GaneditError
 from ganedit.judges.clip import load_clip
-from ganedit.text_unlearn import (
+from ganedit.procedures.text_unlearn import (
     TEMPLATES,
     ClipObjective,
     TextUnlearnSettings,
@@ -260,7 +260,7 @@ def test_adam_keeps_moving_after_step_0():
 
 
 def test_concept_weighting_pulls_only_the_samples_that_show_the_concept(clip):
-    from ganedit.text_unlearn import concept_probability, prompt_embedding
+    from ganedit.procedures.text_unlearn import concept_probability, prompt_embedding
     from ganedit.toy import world
 
     batch = world.sample(200, torch.Generator().manual_seed(2))
@@ -281,7 +281,7 @@ def test_concept_weighting_pulls_only_the_samples_that_show_the_concept(clip):
 
 
 def test_the_global_baseline_is_the_similarity_to_the_concept(clip):
-    from ganedit.text_unlearn import prompt_embedding
+    from ganedit.procedures.text_unlearn import prompt_embedding
     from ganedit.toy import world
 
     images = world.sample(8, torch.Generator().manual_seed(1)).images
@@ -441,7 +441,7 @@ def test_cli_bad_input_is_one_line_and_exit_2_without_output(tmp_path, capsys, m
 def test_cli_takes_the_direction_from_two_image_folders(tmp_path, capsys, model_file):
     from PIL import Image
 
-    from ganedit.sampling import to_uint8
+    from ganedit.generators.sampling import to_uint8
     from ganedit.toy import world
 
     for name, colours in (("red", ["red"]), ("other", ["green", "blue"])):

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import ganedit
-from ganedit import embed_tune as et
+from ganedit.generators.sampling import sample_latents
 from ganedit.judges import load_judge, resolve_label
-from ganedit.sampling import sample_latents
+from ganedit.procedures import embed_tune as et
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, predict
 

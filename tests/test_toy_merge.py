@@ -59,7 +59,7 @@ import torch
 import ganedit
 from ganedit.cli import main
 from ganedit.judges import load_judge
-from ganedit.merge import MergeSettings, Parent, evaluate_merge, merge
+from ganedit.procedures.merge import MergeSettings, Parent, evaluate_merge, merge
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

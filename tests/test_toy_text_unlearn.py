@@ -25,7 +25,7 @@ from ganedit.cli import main
 from ganedit.judges.classifiers import toy_judge
 from ganedit.judges.clip import load_clip
 from ganedit.judges.perceptual import load_perceptual
-from ganedit.text_unlearn import TextUnlearnSettings, evaluate_text_unlearning, text_unlearn
+from ganedit.procedures.text_unlearn import TextUnlearnSettings, evaluate_text_unlearning, text_unlearn
 from ganedit.toy.world import COLOURS
 
 SAMPLES = 500

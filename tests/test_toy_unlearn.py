@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import ganedit
+from ganedit.generators.sampling import generate, sample_latents
 from ganedit.judges import load_judge, resolve_label
-from ganedit.sampling import generate, sample_latents
+from ganedit.procedures.unlearn import UnlearnSettings, evaluate_unlearning, mine_negatives, unlearn
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, predict, toy_fid
-from ganedit.unlearn import UnlearnSettings, evaluate_unlearning, mine_negatives, unlearn
 
 EVAL = 1000
 
@@ -116,7 +116,7 @@ def test_repulsion_matches_extrapolation_on_pul_with_better_quality(toy, oracle)
     """The paper's central claim. Extrapolation needs no stage 2, so it is evaluated along its one
     parameter gamma on the same adapted models; the first gamma that reaches the repelled model's PUL
     (within 5 points) must have a clearly worse toy FID."""
-    from ganedit.unlearn import extrapolate
+    from ganedit.procedures.unlearn import extrapolate
 
     G, _ = toy
     judge = load_judge("toy:shape")

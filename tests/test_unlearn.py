@@ -14,9 +14,9 @@ from PIL import Image
 
 import ganedit
 from ganedit.cli import main
+from ganedit.engine.adversarial import Trainer
 from ganedit.errors import GaneditError
-from ganedit.training.adversarial import Trainer
-from ganedit.unlearn import (
+from ganedit.procedures.unlearn import (
     EWCPenalty,
     Repulsion,
     UnlearnSettings,
@@ -233,7 +233,7 @@ def test_cli_refuses_a_resume_file_from_a_different_run(tmp_path, capsys, model_
                      "--checkpoint-every", 1, *TINY_FLAGS)  # fmt: skip
     assert code == 0
     # A resume file of the same name, left by a run with other settings:
-    from ganedit.unlearn import _write_resume
+    from ganedit.procedures.unlearn import _write_resume
 
     _write_resume(tmp_path / "out.safetensors.resume", "another run", ("adapted", 0), [torch.zeros(3)], None, None)
     argv = [model_file, "--negatives", negatives, "--positives", positives, "--resume", *TINY_FLAGS]

@@ -352,7 +352,7 @@ def torchvision_judge(arch: str, weights_name: str | None = None, *, random_weig
     """
     import torchvision.models as models
 
-    from ganedit.zoo import is_offline
+    from ganedit.store.zoo import is_offline
 
     weights = _torchvision_weights(arch, weights_name)
     spec = f"{arch}:{weights.name}"
@@ -400,7 +400,7 @@ def places365_judge(arch: str) -> Judge:
 
 
 def _places365_file(arch: str) -> Path:
-    from ganedit import zoo
+    from ganedit.store import zoo
 
     filename = f"{arch}_places365.pth.tar"
     folder = hub_checkpoints()
@@ -419,7 +419,7 @@ def _places365_file(arch: str) -> Path:
 
 
 def _places365_state_dict(path: Path) -> dict:
-    from ganedit.formats.safe_torch import safe_torch_load
+    from ganedit.store.safe_torch import safe_torch_load
 
     contents = safe_torch_load(path)
     state = contents.get("state_dict") if isinstance(contents, dict) else None
@@ -446,7 +446,7 @@ def local_judge(arch: str | None, path: Path, labels_file: Path | None) -> Judge
     import torchvision.models as models
     from safetensors import SafetensorError, safe_open
 
-    from ganedit.formats.safe_torch import safe_torch_load
+    from ganedit.store.safe_torch import safe_torch_load
 
     if labels_file is None:
         raise GaneditError(f"classifier file {path} needs a labels file: --labels FILE (one class name per line)")

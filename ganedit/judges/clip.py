@@ -38,7 +38,7 @@ DEFAULT_CLIP = "ViT-B-32"
 
 
 def toy_clip_path() -> Path:
-    from ganedit.zoo import PACKAGE_DATA
+    from ganedit.store.zoo import PACKAGE_DATA
 
     return PACKAGE_DATA / "toy-clip.safetensors"
 
@@ -179,7 +179,7 @@ def _pretrained_file(name: str, tag: str, config: dict) -> str:
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    from ganedit.zoo import is_offline
+    from ganedit.store.zoo import is_offline
 
     hub = config.get("hf_hub", "")
     if not hub:
@@ -222,7 +222,7 @@ def save_toy_clip(model: nn.Module, path: Path | str, training: dict) -> Path:
     computes in float32 once loaded, and scripts/train_toy_clip.py measures it from this file)."""
     from safetensors.torch import save_file
 
-    from ganedit.atomic import atomic_write
+    from ganedit.store.atomic import atomic_write
     from ganedit.toy.captions import VOCABULARY
 
     metadata = {
@@ -251,7 +251,7 @@ def _is_toy_clip_file(path: Path) -> bool:
 def load_toy_clip(path: Path, device: str | torch.device = "cpu") -> ClipModel:
     from safetensors import safe_open
 
-    from ganedit.models import load_exact_state
+    from ganedit.generators.registry import load_exact_state
     from ganedit.toy.captions import VOCABULARY, tokenize
 
     if not path.is_file():

@@ -92,7 +92,7 @@ def load_perceptual(spec: str, device: str | torch.device = "cpu") -> nn.Module:
 def _require_trunk_weights(network: str) -> None:
     import torchvision.models as models
 
-    from ganedit.zoo import is_offline
+    from ganedit.store.zoo import is_offline
 
     weights = models.AlexNet_Weights.IMAGENET1K_V1 if network == "alex" else models.VGG16_Weights.IMAGENET1K_V1
     filename = os.path.basename(weights.url)

@@ -19,10 +19,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ganedit.atomic import atomic_write
 from ganedit.errors import CheckpointFormatError, GaneditError
-from ganedit.metrics import frechet_distance
-from ganedit.models import load_exact_state
+from ganedit.generators.registry import load_exact_state
+from ganedit.judges.metrics import frechet_distance
+from ganedit.store.atomic import atomic_write
 from ganedit.toy.world import ATTRIBUTES, RESOLUTION, ToyBatch
 
 ORACLE_PATH = Path(__file__).resolve().parents[1] / "data" / "toy-oracle.safetensors"

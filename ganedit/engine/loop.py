@@ -1,0 +1,141 @@
+"""The outer loop of adversarial fine-tuning: steps, progress bar, periodic checkpoints, Ctrl-C.
+
+`run_steps` drives a `Trainer` up to a step count. Interrupts are deferred to step boundaries: a
+SIGINT (Ctrl-C) or SIGTERM received during a step lets the step finish, then the loop calls `save`
+and raises KeyboardInterrupt, so the saved state is always a whole number of steps and a resume
+continues exactly. A second signal interrupts at once (nothing saved). Periodic checkpoints call
+`save` every `save_every` steps; `save` must write atomically (it is the procedure's, since a
+procedure's state is more than one trainer: stage, finished models, data source).
+"""
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import torch
+
+from ganedit.engine.adversarial import Trainer
+
+
+class _InterruptFlag:
+    """Set by SIGINT / SIGTERM while installed; the second signal restores the default behaviour."""
+
+    def __init__(self):
+        self.raised = None
+
+    def __call__(self, signum, _frame):
+        if self.raised is not None:
+            raise KeyboardInterrupt
+        self.raised = signum
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[_InterruptFlag]:
+    """Within the block, SIGINT / SIGTERM only set the flag it yields (main thread only)."""
+    flag = _InterruptFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {sig: signal.signal(sig, flag) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Progress(Protocol):
+    """What the step loops report to: the command line passes its progress bar down (ganedit.cli.console)."""
+
+    def task(self, description: str, total: int, completed: int = 0): ...
+
+    def update(self, task, completed: int, losses: dict[str, float]) -> None: ...
+
+
+def run_steps(
+    trainer: Trainer,
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
+    steps: int,
+    *,
+    extra_generator_loss=None,
+    save: Callable[[], None] | None = None,
+    save_every: int = 0,
+    progress: Progress | None = None,
+    task=None,
+    log_every: int = 10,
+) -> dict[str, float]:
+    """Train from `trainer.step` up to `steps` steps; return the last step's losses.
+
+    next_batch() -> (real, c) gives each step's real images (c None for unconditional models).
+    save() is called every `save_every` steps (0 = never) and when an interrupt stops the run.
+    """
+    losses: dict[str, float] = {}
+    last_log = 0.0
+    with deferred_interrupts() as interrupt:
+        while trainer.step < steps:
+            real, c = next_batch()
+            losses = trainer.train_step(real, c, extra_generator_loss)
+            finished = trainer.step
+            if save is not None and save_every and finished % save_every == 0 and finished < steps:
+                save()
+            if interrupt.raised is not None:
+                if save is not None:
+                    save()
+                raise KeyboardInterrupt
+            if progress is not None and (
+                time.monotonic() - last_log > 0.5 or finished == steps or finished % log_every == 0
+            ):
+                progress.update(task, finished, losses)
+                last_log = time.monotonic()
+    return losses
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resume files of multi-stage procedures (unlearn, merge)
+
+
+def write_resume(path, format_name: str, identity: str, stage: tuple, trainer, source, **payload) -> None:
+    """Atomically write a procedure's resume state: its stage, the trainer and data source, anything else."""
+    from ganedit.store.atomic import atomic_write
+
+    state = {
+        "format": format_name,
+        "version": 1,
+        "identity": identity,
+        "stage": list(stage),
+        "trainer": trainer.state_dict() if trainer is not None else None,
+        "source": source.state_dict() if source is not None else None,
+        **payload,
+    }
+    atomic_write(path, lambda temporary: torch.save(state, temporary))
+
+
+def read_resume(path, format_name: str, identity: str, command: str) -> dict:
+    """The state `write_resume` wrote at `path`; a missing file, another format or another run is refused."""
+    from pathlib import Path
+
+    from ganedit.engine.adversarial import read_state_file
+    from ganedit.errors import GaneditError
+
+    if path is None:
+        raise GaneditError("--resume needs the checkpoint file of the interrupted run")
+    path = Path(path)
+    if not path.exists():
+        raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume")
+    state = read_state_file(path)
+    if not isinstance(state, dict) or state.get("format") != format_name:
+        raise GaneditError(
+            f"{path}: not a {command} resume file; give the file an interrupted `ganedit {command}` wrote"
+        )
+    if state.get("version") != 1:
+        raise GaneditError(f"{path}: resume file version {state.get('version')} is not supported; upgrade ganedit")
+    if state.get("identity") != identity:
+        raise GaneditError(
+            f"resume file from a different run: {path} was written for other models, images or settings; "
+            "resume with exactly the same command, or start a new run"
+        )
+    state["stage"] = tuple(state["stage"])
+    return state

@@ -1,0 +1,125 @@
+"""Reader for BigGAN-deep checkpoints in the `pytorch-pretrained-biggan` format.
+
+A model is a folder holding `config.json` and `pytorch_model.bin` (a pickled state dict of tensors,
+read weights-only). The package's legacy downloads name the two files `<name>-config.json` and
+`<name>-pytorch_model.bin`; given such a `.bin`, the reader looks for `<name>-config.json` beside it.
+"""
+
+import itertools
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ganedit.errors import CheckpointFormatError
+from ganedit.generators.biggan_deep import BigGANDeep
+from ganedit.generators.formats.bundle import ModelBundle
+from ganedit.generators.registry import load_exact_state
+from ganedit.store.safe_torch import safe_torch_load
+
+FORMAT = "biggan-deep (pytorch-pretrained-biggan)"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "pytorch_model.bin"
+
+
+def _published_config(output_dim: int, mults: list[int]) -> dict:
+    """config.json of a published model: blocks alternate keep-resolution / upsample, mults per pair."""
+    layers = []
+    for in_mult, out_mult in itertools.pairwise(mults):
+        layers += [[False, in_mult, in_mult], [True, in_mult, out_mult]]
+    return {
+        "output_dim": output_dim,
+        "z_dim": 128,
+        "class_embed_dim": 128,
+        "channel_width": 128,
+        "num_classes": 1000,
+        "layers": layers,
+        "attention_layer_position": 8,
+        "eps": 1e-4,
+        "n_stats": 51,
+    }
+
+
+# The config.json files published with the package's three models (50.4M / 55.9M / 56.2M parameters).
+PUBLISHED_CONFIGS = {
+    "biggan-deep-128": _published_config(128, [16, 16, 8, 4, 2, 1]),
+    "biggan-deep-256": _published_config(256, [16, 16, 8, 8, 4, 2, 1]),
+    "biggan-deep-512": _published_config(512, [16, 16, 8, 8, 4, 2, 1, 1]),
+}
+
+
+def read_biggan_folder(path: Path) -> ModelBundle:
+    """Load a pytorch-pretrained-biggan model from its folder, or from its `.bin` file, in eval mode.
+
+    Parameters are left trainable; spectral-norm vectors and batch-norm statistics are buffers that the
+    module never changes.
+    """
+    path = Path(path)
+    config_path, weights_path = _locate_files(path)
+
+    try:
+        raw_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointFormatError(
+            f"{config_path}: not valid JSON ({error}); use the config.json published with the model"
+        ) from None
+    config = BigGANDeep.Config.from_json_dict(raw_config, source=str(config_path))
+
+    state_dict = safe_torch_load(weights_path)
+    if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+        raise CheckpointFormatError(
+            f"{weights_path}: expected a state dict of tensors, got {type(state_dict).__name__}; "
+            "use the pytorch_model.bin published with the model"
+        )
+
+    generator = BigGANDeep(config)
+    load_exact_state(
+        generator,
+        state_dict,
+        str(weights_path),
+        hint=f"use the config.json published with these weights, not {config_path}",
+    )
+    generator.eval()
+
+    return ModelBundle(
+        generator=generator,
+        discriminator=None,
+        format=FORMAT,
+        source=str(path),
+        class_names=_imagenet_class_names() if config.num_classes == 1000 else None,
+        metadata={"config": asdict(config)},
+    )
+
+
+def _locate_files(path: Path) -> tuple[Path, Path]:
+    """(config.json, pytorch_model.bin) for a model folder or for the path of its weights file."""
+    how_to_fix = f"a pytorch-pretrained-biggan model is a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}"
+    if path.is_dir():
+        config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+    elif path.is_file():
+        weights_path = path
+        prefix = path.name[: -len(WEIGHTS_NAME)] if path.name.endswith("-" + WEIGHTS_NAME) else ""
+        config_path = path.parent / (prefix + CONFIG_NAME)
+        if prefix and not config_path.is_file():
+            config_path = path.parent / CONFIG_NAME
+    else:
+        raise CheckpointFormatError(f"{path}: no such file or folder; {how_to_fix}")
+
+    if not config_path.is_file():
+        raise CheckpointFormatError(
+            f"{config_path.parent}: no {config_path.name} beside the weights; {how_to_fix}: "
+            "put the model's config.json there"
+        )
+    if not weights_path.is_file():
+        raise CheckpointFormatError(
+            f"{path}: no {WEIGHTS_NAME}; {how_to_fix}: put the model's weights there under that name"
+        )
+    return config_path, weights_path
+
+
+def _imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet category names (BigGAN class k is ImageNet class k), bundled with torchvision."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])

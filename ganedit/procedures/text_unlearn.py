@@ -1,0 +1,570 @@
+"""Text-to-Unlearn (Nagasubramaniam et al., 2025; methods.md section 4): remove a concept named in words.
+
+Two copies of the generator: G_f, frozen, and G_t, trained, both starting from the given weights. A
+direction in CLIP space points from the concept to the concept-free neutral:
+
+    Delta_T = normalise(E_T(neutral) - E_T(concept))       (text: "a shape" - "a red shape"; each E_T the
+                                                            mean over NADA's ImageNet templates by default)
+    Delta_T = normalise(mean E_I(neutral images) - mean E_I(concept images))     (image pairs, as the paper)
+
+and each step moves G_t's images along it, sample by sample, relative to G_f's (StyleGAN-NADA's
+directional loss, run towards concept-free):
+
+    x_f = G_f(w), x_t = G_t(w)                                 same latents w (G_f's mapping), same noise
+    Delta_I = E_I(x_t) - E_I(x_f)
+    L_dir,i = 1 - cos(Delta_I,i, Delta_T)                      (1 - Delta_I,i . Delta_T where Delta_I,i = 0)
+    L_dir = mean_i p_i L_dir,i      p_i = softmax(s [cos(E_I(x_f,i), E_T(concept)), cos(E_I(x_f,i), E_T(neutral))])_0
+    L = sum_m weight_m L_dir,m  +  lpips_weight LPIPS(x_t, x_f)  +  anchor_weight mean_j (theta_j - theta_f,j)^2
+        [+ extra_loss(x_t, x_f): the hook for an identity loss on faces]
+
+summed over the CLIP models m of an ensemble. p_i is CLIP's zero-shot probability (its own temperature
+s, 100 for OpenAI's weights) that sample i of the frozen model shows the concept rather than the neutral
+prompt: only samples where the concept is present need to change (methods.md), so only they are pulled
+along Delta_T. `concept_weighting=False` gives NADA's plain mean over all samples, which also asks the
+samples without the concept to move along Delta_T: on the toy world it unlearns as well (PUL 96 vs
+100) but at far worse quality (FID 10.0 vs 3.5, perceptual distance 1.30 vs 0.23; README). The weight
+anchor is a mean over every trained parameter element. The baseline `global` ("push away from the
+prompt", what the paper beats) replaces L_dir by cos(E_I(x_t), E_T(concept)) for every sample.
+
+Noise: each step draws fresh random synthesis noise (NADA trains with random noise) and renders both
+copies with the *same* draw, so Delta_I measures the edit and not two noise samples. NADA draws the
+two copies' noise independently: on the toy model that makes |Delta_I| tiny but non-zero at step 0,
+and the 1/|Delta_I| gradient of the normalisation was 40x the later ones (122 vs about 3), enough to
+dominate Adam's second moment (beta2 0.992) for hundreds of steps. With the shared draw Delta_I is
+exactly 0 at step 0, where the cosine is undefined: there the per-sample loss is its first-order term
+1 - Delta_I . Delta_T (same value, bounded gradient: 0.3 at step 0, then about 2), where dividing by
+|Delta_I| + epsilon would give a gradient of order 1/epsilon and NADA's re-encoding of x_t + 1e-6 one
+of order 1e6.
+
+What trains: the synthesis network without its toRGB layers (NADA: mapping and toRGB frozen), or with
+them, or everything. Adaptive layer selection (NADA's `auto_layer_k`): before every step, the W+ codes
+of a fresh batch (`auto_layer_batch`) take `auto_layer_iters` SGD steps (lr 0.01) on NADA's global
+CLIP loss towards the target text (1 - cos(E_I(G_t(w+)), E_T(neutral))) with G_t's current weights;
+the k W+ entries that moved most (mean |change|) choose the layers that train in that step: entry 0
+drives the 4 px block (its constant and conv), entry i > 0 the convolution it styles; the last entry
+drives only the last toRGB and is never chosen (see `select_layers` for NADA's own map).
+
+NADA's defaults: Adam, lr 0.002 * 0.8, betas (0, 0.992), batch 2, 300 iterations, untruncated training
+latents (its 0.7 is only for displayed samples), prompts over its ImageNet templates. CLIP stays frozen
+in float32 (ganedit.judges.clip).
+"""
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ganedit.errors import GaneditError
+from ganedit.generators.stylegan2 import NOISE_MODES
+
+METHODS = ("directional", "global")
+LAYERS = ("synthesis", "synthesis+torgb", "all")
+RESUME_FORMAT = "ganedit.text-unlearn-resume"
+
+# StyleGAN-NADA's prompt templates (its `imagenet_templates`, from CLIP's ImageNet zero-shot prompts):
+# with `templates=True` (the default) a prompt's embedding is the mean over them of each filled-in
+# template's unit-norm embedding, and Delta_T the normalised difference of two such means (NADA's
+# `compute_text_direction`).
+TEMPLATES = (
+    "a bad photo of a {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+    "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
+    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
+    "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+    "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.",
+    "a painting of a {}.", "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+    "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+    "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
+    "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+    "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+    "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.",
+    "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+    "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+    "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+    "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+    "a photo of a small {}.", "a tattoo of the {}.",
+)  # fmt: skip
+ARTICLES = ("a ", "an ", "the ")
+
+
+@dataclass
+class TextUnlearnSettings:
+    """Every parameter of the procedure (the CLI's options have the same names)."""
+
+    concept: str  # what must go, e.g. "a person wearing eyeglasses"
+    neutral: str  # the same without it, e.g. "a person"
+    method: str = "directional"  # "directional" (Text-to-Unlearn) or "global" (push away from the prompt)
+    templates: bool = True  # NADA: each prompt as the mean over its ImageNet TEMPLATES; False = the prompt alone
+    concept_weighting: bool = True  # weight each sample's L_dir by CLIP's P(concept | x_f); False = NADA's plain mean
+    iterations: int = 300
+    batch_size: int = 2
+    lr: float = 0.002 * 0.8
+    betas: tuple[float, float] = (0.0, 0.992)
+    lpips_weight: float = 0.0  # LPIPS(x_t, x_f); the paper's ablation: stabler, but unlearns less
+    anchor_weight: float = 0.0  # mean squared distance of the trained weights from the frozen ones
+    layers: str = "synthesis"  # synthesis (no toRGB) | synthesis+torgb | all
+    auto_layers: int = 0  # k of adaptive layer selection; 0 = train every layer of `layers`
+    auto_layer_iters: int = 1
+    auto_layer_batch: int = 8  # NADA's auto_layer_batch: the fresh latents each selection step uses
+    truncation: float = 1.0  # of the training latents (NADA trains untruncated; 0.7 is only for shown samples)
+    noise_mode: str = "random"  # synthesis noise while training: a fresh draw each step, the same in both copies
+    clip_weights: list[float] = field(default_factory=list)  # one per CLIP model; empty = 1 each
+    seed: int = 0
+
+    def validate(self, clip_count: int = 1) -> None:
+        """Raise GaneditError, naming the fix, for settings that cannot run."""
+        concept, neutral = self.concept.strip(), self.neutral.strip()
+        if not concept:
+            raise GaneditError("the concept prompt is empty; say what must go, e.g. --concept 'a red shape'")
+        if not neutral and self.method == "directional":
+            raise GaneditError("the neutral prompt is empty; give --neutral, the concept without it ('a shape')")
+        if " ".join(concept.lower().split()) == " ".join(neutral.lower().split()):
+            raise GaneditError(
+                f"concept and neutral prompts are the same ({concept!r}); the neutral prompt is the concept "
+                "without what must go"
+            )
+        if self.method not in METHODS:
+            raise GaneditError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.noise_mode not in NOISE_MODES:
+            raise GaneditError(f"unknown noise mode {self.noise_mode!r}; choose one of: {', '.join(NOISE_MODES)}")
+        if self.layers not in LAYERS:
+            raise GaneditError(f"unknown layer choice {self.layers!r}; choose one of: {', '.join(LAYERS)}")
+        if self.clip_weights and len(self.clip_weights) != clip_count:
+            raise GaneditError(
+                f"{len(self.clip_weights)} CLIP weights for {clip_count} CLIP models; give one --clip-weight per --clip"
+            )
+        if (self.iterations < 0 or self.batch_size < 1 or self.auto_layers < 0 or self.auto_layer_iters < 1
+                or self.auto_layer_batch < 1):  # fmt: skip
+            raise GaneditError(
+                "iterations must be >= 0, batch size >= 1, auto layers >= 0, auto layer iters and batch >= 1"
+            )
+
+
+@dataclass
+class TextUnlearnResult:
+    generator: nn.Module
+    info: dict
+
+
+# ---------------------------------------------------------------------------------------------------
+# Directions in CLIP space
+
+
+def filled_templates(prompt: str) -> list[str]:
+    """The prompt in each of NADA's TEMPLATES; a leading article of the prompt is dropped, as the templates have one."""
+    bare = prompt.strip()
+    for article in ARTICLES:
+        if bare.lower().startswith(article) and len(bare) > len(article):
+            bare = bare[len(article) :]
+            break
+    return [template.format(bare) for template in TEMPLATES]
+
+
+@torch.no_grad()
+def template_mean(clip, prompt: str, templates: bool = True) -> torch.Tensor:
+    """Mean [D] of the unit-norm text embeddings of the prompt in each template (templates=False: the prompt alone)."""
+    return clip.encode_text(filled_templates(prompt) if templates else [prompt]).mean(dim=0)
+
+
+def prompt_embedding(clip, prompt: str, templates: bool = True) -> torch.Tensor:
+    """Unit-norm text embedding [D] of a prompt: its normalised template mean."""
+    mean = template_mean(clip, prompt, templates)
+    return mean / mean.norm()
+
+
+@torch.no_grad()
+def text_direction(clip, concept: str, neutral: str, templates: bool = True) -> torch.Tensor:
+    """Delta_T = normalise(mean E_T(neutral) - mean E_T(concept)) over the templates (NADA's compute_text_direction)."""
+    direction = template_mean(clip, neutral, templates) - template_mean(clip, concept, templates)
+    if direction.norm() < 1e-6:
+        raise GaneditError(
+            f"CLIP {clip.name} embeds the concept and neutral prompts identically; reword them so that they differ"
+        )
+    return direction / direction.norm()
+
+
+@torch.no_grad()
+def image_direction(clip, concept_images: torch.Tensor, neutral_images: torch.Tensor) -> torch.Tensor:
+    """Delta_T from image pairs: normalise(mean E_I(neutral images) - mean E_I(concept images))."""
+
+    def mean_embedding(images):
+        return torch.cat([clip.encode_images(chunk.to(clip.device)) for chunk in images.split(64)]).mean(dim=0)
+
+    direction = mean_embedding(neutral_images) - mean_embedding(concept_images)
+    return direction / direction.norm().clamp_min(1e-12)
+
+
+def concept_probability(clip, frozen: torch.Tensor, concept: torch.Tensor, neutral: torch.Tensor) -> torch.Tensor:
+    """CLIP's zero-shot probability [N] that each image (embedded: frozen) shows the concept rather than the neutral."""
+    logits = clip.logit_scale * torch.stack([frozen @ concept, frozen @ neutral], dim=1)
+    return logits.softmax(dim=1)[:, 0]
+
+
+def directional_loss(
+    clip, x_t: torch.Tensor, frozen: torch.Tensor, direction: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """1 - cos(E_I(x_t) - E_I(x_f), Delta_T) per sample (frozen = E_I(x_f)); the batch mean, weighted if given.
+
+    Where Delta_I is exactly 0 (x_t == x_f: both copies rendered with the same noise before any update)
+    the cosine is undefined and its gradient grows as 1/|Delta_I|, so dividing by |Delta_I| + epsilon
+    would give a first gradient of order 1/epsilon that dominates Adam's second moment for hundreds of
+    steps. There the per-sample loss is the first-order term 1 - Delta_I . Delta_T instead: the same
+    value (1) and a bounded gradient that moves Delta_I along Delta_T. (NADA re-encodes x_t + 1e-6,
+    whose normalised direction has the same 1/|Delta_I| gradient.)
+    """
+    delta = clip.encode_images(x_t) - frozen  # [N, D]
+    norm = delta.norm(dim=-1, keepdim=True)
+    zero = norm == 0
+    unit = torch.where(zero, delta, delta / torch.where(zero, torch.ones_like(norm), norm))
+    per_sample = 1 - unit @ direction
+    return per_sample.mean() if weights is None else (weights * per_sample).mean()
+
+
+def global_loss(clip, x_t: torch.Tensor, concept: torch.Tensor) -> torch.Tensor:
+    """cos(E_I(x_t), E_T(concept)), averaged over the batch: push every image away from the prompt."""
+    return (clip.encode_images(x_t) @ concept).mean()
+
+
+class ClipObjective:
+    """The CLIP part of the loss, summed over an ensemble with weights; targets computed once."""
+
+    def __init__(self, clips: list, settings: TextUnlearnSettings, images: tuple[torch.Tensor, torch.Tensor] | None):
+        self.clips = clips
+        self.weights = settings.clip_weights or [1.0] * len(clips)
+        self.method = settings.method
+        self.concepts = [prompt_embedding(clip, settings.concept, settings.templates) for clip in clips]
+        self.neutrals = None
+        if self.method == "directional":
+            if images is not None:
+                self.directions = [image_direction(clip, *images) for clip in clips]
+            else:
+                self.directions = [
+                    text_direction(clip, settings.concept, settings.neutral, settings.templates) for clip in clips
+                ]
+            self.neutrals = [prompt_embedding(clip, settings.neutral, settings.templates) for clip in clips]
+        self.concept_weighting = settings.concept_weighting
+
+    def __call__(self, x_t: torch.Tensor, x_f: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for m, (clip, weight) in enumerate(zip(self.clips, self.weights, strict=True)):
+            x_t_m = x_t.to(clip.device)
+            if self.method == "global":
+                term = global_loss(clip, x_t_m, self.concepts[m])
+            else:
+                with torch.no_grad():
+                    frozen = clip.encode_images(x_f.to(clip.device))
+                    shows = None
+                    if self.concept_weighting:
+                        shows = concept_probability(clip, frozen, self.concepts[m], self.neutrals[m])
+                term = directional_loss(clip, x_t_m, frozen, self.directions[m], shows)
+            total = total + weight * term.to(x_t.device)
+        return total
+
+    def global_towards_target(self, x: torch.Tensor) -> torch.Tensor:
+        """NADA's global CLIP loss towards the target text (the neutral prompt; the concept's for `global`)."""
+        total = 0
+        for m, (clip, weight) in enumerate(zip(self.clips, self.weights, strict=True)):
+            x_m = x.to(clip.device)
+            if self.method == "global":
+                term = global_loss(clip, x_m, self.concepts[m])
+            else:
+                term = 1 - (clip.encode_images(x_m) @ self.neutrals[m]).mean()
+            total = total + weight * term.to(x.device)
+        return total
+
+
+# ---------------------------------------------------------------------------------------------------
+# What trains
+
+
+def layer_parameters(G: nn.Module, layers: str) -> list[tuple[str, nn.Parameter]]:
+    """The (name, parameter) pairs that train under a LAYERS choice."""
+    if layers == "all":
+        return list(G.named_parameters())
+    named = [(f"synthesis.{n}", p) for n, p in G.synthesis.named_parameters()]
+    if layers == "synthesis":
+        named = [(n, p) for n, p in named if ".torgb." not in n]
+    return named
+
+
+def styled_layers(G: nn.Module) -> list[list[nn.Module]]:
+    """For each W+ entry, the synthesis modules it styles (toRGB excluded): [const block] or [conv]."""
+    groups: list[list[nn.Module]] = [[] for _ in range(G.num_ws)]
+    index = 0
+    for resolution in G.synthesis.block_resolutions:
+        block = getattr(G.synthesis, f"b{resolution}")
+        if block.num_conv == 1:  # the 4 px block: its constant and conv1 both follow entry 0
+            groups[index].append(block)
+        else:
+            groups[index].append(block.conv0)
+            groups[index + 1].append(block.conv1)
+        index += block.num_conv
+    return groups
+
+
+def select_layers(
+    G_t: nn.Module, objective: ClipObjective, w: torch.Tensor, k: int, iterations: int, noise_mode: str
+) -> list[int]:
+    """NADA's adaptive layer selection (`determine_opt_layers`): the k W+ entries SGD moves most.
+
+    w [N, num_ws, w_dim]: a fresh batch's W+ codes. They take `iterations` SGD steps (lr 0.01) on NADA's
+    global CLIP loss towards the target text through G_t's current weights; the entries that moved most
+    (mean |change|) are chosen. Entry 0 maps to the 4 px block and entry i > 0 to the convolution it
+    styles (NADA's own map, [conv1, to_rgb1, convs...], is shifted by one from entry 2 on); the last
+    entry styles only the last toRGB and is never chosen.
+    """
+    codes = w.detach().clone().requires_grad_(True)
+    optimiser = torch.optim.SGD([codes], lr=0.01)
+    for _ in range(iterations):
+        loss = objective.global_towards_target(G_t.synthesis(codes, noise_mode=noise_mode))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    G_t.zero_grad(set_to_none=True)
+    movement = (codes.detach() - w).abs().mean(dim=(0, 2))  # [num_ws]
+    movement[-1] = -1  # the last entry styles only the last toRGB
+    return sorted(movement.topk(min(k, G_t.num_ws - 1)).indices.tolist())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The procedure
+
+
+def run_identity(G: nn.Module, settings: TextUnlearnSettings, clip_names: list[str], images) -> str:
+    """A hash of everything that determines the result: weights, settings, CLIP models, direction images."""
+    digest = hashlib.sha256(json.dumps({**asdict(settings), "clips": clip_names}, sort_keys=True).encode())
+    for tensor in G.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for tensor in images or ():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def text_unlearn(
+    G: nn.Module,
+    clips: list,
+    settings: TextUnlearnSettings,
+    *,
+    direction_images: tuple[torch.Tensor, torch.Tensor] | None = None,
+    perceptual: nn.Module | None = None,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    checkpoint=None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    progress=None,
+) -> TextUnlearnResult:
+    """Fine-tune a copy of G so that its images lose `settings.concept` (see the module docstring).
+
+    clips: frozen ClipModels (ganedit.judges.clip), an ensemble when more than one.
+    direction_images: (concept images, neutral images) in [-1, 1] for the image-pair direction.
+    perceptual: a distance module (ganedit.judges.perceptual), needed when lpips_weight > 0.
+    extra_loss(x_t, x_f): a further term (an identity loss for faces), added as is.
+    checkpoint / checkpoint_every / resume: the resume file, written atomically every N steps and on
+    Ctrl-C; resume=True continues from it (refused when it belongs to another run).
+    """
+    from ganedit.engine.loop import deferred_interrupts, read_resume, write_resume
+    from ganedit.generators.sampling import seeded_noise
+
+    if G.arch != "stylegan2-generator":
+        raise GaneditError(f"the model is a {G.arch}; text-unlearn works on StyleGAN2 generators")
+    settings.validate(len(clips))
+    if settings.lpips_weight > 0 and perceptual is None:
+        raise GaneditError("lpips_weight > 0 needs a perceptual distance (perceptual=...)")
+    device = next(G.parameters()).device
+    G_f = copy.deepcopy(G).eval().requires_grad_(False)
+    G_t = copy.deepcopy(G).train().requires_grad_(False)
+    named = layer_parameters(G_t, settings.layers)
+    for _, parameter in named:
+        parameter.requires_grad_(True)
+    parameters = [p for _, p in named]
+    anchor = [p.detach().clone() for p in parameters] if settings.anchor_weight > 0 else None
+    groups = styled_layers(G_t) if settings.auto_layers > 0 else None
+    objective = ClipObjective(clips, settings, direction_images)
+    optimiser = torch.optim.Adam(parameters, lr=settings.lr, betas=tuple(settings.betas))
+    rng = torch.Generator().manual_seed(settings.seed)
+    identity = run_identity(G, settings, [clip.name for clip in clips], direction_images)
+    step, history, seconds = 0, [], 0.0
+    if resume:
+        state = read_resume(checkpoint, RESUME_FORMAT, identity, "text-unlearn")
+        G_t.load_state_dict(state["generator"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.set_state(state["rng"])
+        step, history, seconds = state["stage"][0], state["history"], state["seconds"]
+
+    def save():
+        state = {"generator": G_t.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng.get_state()}
+        write_resume(checkpoint, RESUME_FORMAT, identity, (step,), None, None, history=history, seconds=seconds,
+                     **state)  # fmt: skip
+
+    task = progress.task("text-unlearn", settings.iterations, step) if progress is not None else None
+    started = time.perf_counter() - seconds
+    with deferred_interrupts() as interrupt:
+        while step < settings.iterations:
+            chosen = None
+            if groups is not None:
+                z = torch.randn(settings.auto_layer_batch, G.z_dim, generator=rng).to(device)
+                c = _random_classes(G, settings.auto_layer_batch, rng, device)
+                with torch.no_grad():
+                    w = G_f.mapping(z, c, truncation_psi=settings.truncation)
+                with seeded_noise(rng, device):
+                    chosen = select_layers(G_t, objective, w, settings.auto_layers, settings.auto_layer_iters,
+                                           settings.noise_mode)  # fmt: skip
+                trains = {id(p) for i in chosen for module in groups[i] for p in module.parameters()}
+                for parameter in parameters:
+                    parameter.requires_grad_(id(parameter) in trains)
+            z = torch.randn(settings.batch_size, G.z_dim, generator=rng).to(device)
+            c = _random_classes(G, settings.batch_size, rng, device)
+            noise_seed = int(torch.randint(2**62, [], generator=rng))  # one noise draw, shared by both copies
+            with torch.no_grad(), seeded_noise(noise_seed, device):
+                w = G_f.mapping(z, c, truncation_psi=settings.truncation)
+                x_f = G_f.synthesis(w, noise_mode=settings.noise_mode)
+            with seeded_noise(noise_seed, device):
+                if settings.layers == "all":
+                    x_t = G_t(z, c, truncation_psi=settings.truncation, noise_mode=settings.noise_mode)
+                else:
+                    x_t = G_t.synthesis(w, noise_mode=settings.noise_mode)
+            losses = {"clip": objective(x_t, x_f)}
+            if settings.lpips_weight > 0:
+                losses["lpips"] = settings.lpips_weight * perceptual(x_t, x_f).mean()
+            if anchor is not None:
+                squared = sum(((p - a) ** 2).sum() for p, a in zip(parameters, anchor, strict=True))
+                losses["anchor"] = settings.anchor_weight * squared / sum(a.numel() for a in anchor)
+            if extra_loss is not None:
+                losses["extra"] = extra_loss(x_t, x_f)
+            loss = sum(losses.values())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            seconds = time.perf_counter() - started
+            history.append({name: float(f"{float(value.detach()):.4g}") for name, value in losses.items()})
+            if (
+                checkpoint is not None
+                and checkpoint_every
+                and step % checkpoint_every == 0
+                and step < settings.iterations
+            ):
+                save()
+            if interrupt.raised is not None:
+                if checkpoint is not None:
+                    save()
+                raise KeyboardInterrupt
+            if progress is not None:
+                progress.update(task, step, {**history[-1], **({"layers": len(chosen)} if chosen else {})})
+    G_t.requires_grad_(False).eval()
+    info = {
+        "iterations": step,
+        "seconds": round(seconds, 2),
+        "trained_parameters": sum(p.numel() for p in parameters),
+        "final_losses": history[-1] if history else {},
+        "direction": "image pairs" if direction_images is not None else "text",
+    }
+    return TextUnlearnResult(G_t, info)
+
+
+def _random_classes(G: nn.Module, count: int, rng: torch.Generator, device) -> torch.Tensor | None:
+    """One-hot labels drawn uniformly for a conditional generator (every class loses the concept); None otherwise."""
+    if G.c_dim == 0:
+        return None
+    return torch.nn.functional.one_hot(torch.randint(G.c_dim, (count,), generator=rng), G.c_dim).float().to(device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation (evaluation.md): CLIP score of the concept, PUL by a judge, quality against the frozen model
+
+
+@torch.no_grad()
+def clip_scores(clip, images: torch.Tensor, prompt: str, batch_size: int = 250) -> torch.Tensor:
+    """CLIP score [N] of each image for a prompt: 100 * cos(E_I(image), E_T(prompt)) (Hessel et al., unclipped)."""
+    text = prompt_embedding(clip, prompt)
+    return torch.cat(
+        [100 * clip.encode_images(chunk.to(clip.device)) @ text for chunk in images.split(batch_size)]
+    ).cpu()
+
+
+def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
+    """W1 between two empirical 1-D distributions of equal size: mean |sorted a - sorted b| (the paper's measure)."""
+    return float((a.sort().values - b.sort().values).abs().mean())
+
+
+def evaluate_text_unlearning(
+    before: nn.Module,
+    after: nn.Module,
+    clip,
+    concept: str,
+    *,
+    judge: nn.Module | None = None,
+    feature: int | None = None,
+    perceptual: nn.Module | None = None,
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Before/after figures on `samples` fixed latents (seed `seed`, stored noise, no truncation).
+
+    - CLIP score of the concept prompt (mean before and after) and the W1 distance between the two
+      score distributions;
+    - with a judge: PUL (its argmax == feature, before vs after), and the share of each judge class;
+    - LPIPS (or the given perceptual distance) between before and after images of the same latent;
+    - FID / KID of before and after samples against a reference from the frozen model (other latents,
+      seed + 1): its samples without the feature where a judge says so, else all of them; in the judge's
+      feature space, else in CLIP's image embedding space.
+    """
+    from ganedit.generators.sampling import generate, sample_latents
+    from ganedit.judges.evaluation import judge_comparison
+    from ganedit.judges.metrics import frechet_distance, kernel_inception_distance
+
+    def classes(count):  # conditional generators: every class in turn
+        return torch.arange(count) % before.c_dim if before.c_dim else None
+
+    z = sample_latents(before, samples, seed)
+    images_before, images_after = generate(before, z, classes(samples)), generate(after, z, classes(samples))
+    count = 2 * samples if judge is not None else samples  # a judge filters the reference: draw more
+    reference = generate(before, sample_latents(before, count, seed + 1), classes(count))
+    scores_before, scores_after = clip_scores(clip, images_before, concept), clip_scores(clip, images_after, concept)
+    report = {
+        "samples": samples,
+        "seed": seed,
+        "clip": clip.name,
+        "concept": concept,
+        "clip_score_before": round(float(scores_before.mean()), 3),
+        "clip_score_after": round(float(scores_after.mean()), 3),
+        "clip_score_w1": round(wasserstein_1d(scores_before, scores_after), 3),
+    }
+    if perceptual is not None:
+        device = next(perceptual.parameters()).device
+        distances = [
+            perceptual(a.to(device), b.to(device)).cpu()
+            for a, b in zip(images_before.split(250), images_after.split(250), strict=True)
+        ]
+        report.update(
+            {"perceptual": perceptual.name, "perceptual_distance": round(float(torch.cat(distances).mean()), 5)}
+        )
+    if judge is not None:
+        report.update(judge_comparison(judge, feature, images_before, images_after, reference))
+        report["quality_features"] = f"{report['judge']} features"
+        report["reference"] = f"{report['reference_positives']} frozen-model samples without '{report['feature']}'"
+        return report
+    reference_features = _clip_features(clip, reference)
+    features_before, features_after = _clip_features(clip, images_before), _clip_features(clip, images_after)
+    report.update({
+        "quality_features": f"{clip.name} image embeddings",
+        "reference": f"{len(reference_features)} frozen-model samples",
+        "fid_before": frechet_distance(features_before, reference_features),
+        "fid_after": frechet_distance(features_after, reference_features),
+        "kid_before": kernel_inception_distance(features_before, reference_features),
+        "kid_after": kernel_inception_distance(features_after, reference_features),
+    })  # fmt: skip
+    return report
+
+
+@torch.no_grad()
+def _clip_features(clip, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([clip.encode_images(chunk.to(clip.device)).cpu() for chunk in images.split(250)])

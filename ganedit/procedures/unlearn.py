@@ -1,0 +1,455 @@
+"""Adapt-then-Unlearn (Tiwary et al., TMLR 2025; methods.md section 3).
+
+A user shows samples with an unwanted feature (the *negatives*). Stage 1 adapts K copies of the
+pre-trained GAN to the negatives, each under an EWC penalty that keeps it near the original; the
+adapted parameters minus the original ones point towards "more of the feature". Stage 2 fine-tunes
+the original GAN on *positives* (its own samples without the feature) with a repulsion term that is
+largest at the adapted parameters. The baseline `extrapolate` steps the other way in parameter space
+at once: theta = theta_G - gamma * mean_k (theta_N,k - theta_G).
+
+The parameter distance (what the reference code does not define well, methods.md):
+
+    d(theta) = (1 / K) sum_k mean_i (theta_i - theta_N,k,i)^2      over all P trainable parameters of G
+
+a mean squared difference over every parameter element (not a per-tensor mean, where a 3-element bias
+weighs as much as a 512x512x3x3 kernel), averaged over the K adapted models. Since
+mean_k (x - a_k)^2 = (x - mean_k a_k)^2 + mean_k (a_k - mean_k a_k)^2, d is computed exactly from one
+flat tensor, the adapted models' mean, plus a constant: K models cost what one does, and nothing is read
+from disk during training. The repulsion uses d in units of its starting value, d_hat = d(theta) /
+d(theta_G), so its strength does not depend on how far a model's adaptations moved (which varies by
+orders of magnitude between models):
+
+    el2:  L_G = L_adv + weight * exp(-alpha * d_hat)       (default; the reference's weight is 100)
+    nl2:  L_G = L_adv - gamma * d_hat
+    il2:  L_G = L_adv + gamma / d_hat
+
+Relation to the paper's scale: its d_ref = (K / 2P') sum_p sum_k mean_p(...) over P' tensors is about
+(K^2 / 2) * d when the per-tensor means are alike, so the paper's alpha_ref corresponds to ganedit's
+alpha = alpha_ref * (K^2 / 2) * d(theta_G), and gamma likewise (1 / that factor for il2). The report
+gives d(theta_G) for the conversion.
+"""
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganedit.engine.adversarial import Trainer, TrainingConfig
+from ganedit.engine.loop import Progress, read_resume, run_steps, write_resume
+from ganedit.engine.sources import GeneratedImages, ImageBatches
+from ganedit.errors import GaneditError
+from ganedit.generators.sampling import num_classes
+
+METHODS = ("repulsion", "extrapolate")
+REPULSIONS = ("el2", "nl2", "il2")
+RESUME_FORMAT = "ganedit.procedures.unlearn-resume"
+
+
+@dataclass
+class UnlearnSettings:
+    """Every parameter of the procedure (the CLI's options have the same names)."""
+
+    method: str = "repulsion"  # "repulsion" (adapt, then fine-tune with repulsion) or "extrapolate" (baseline)
+    repulsion: str = "el2"  # el2 | nl2 | il2
+    adapted_models: int = 5  # K, adapted models from K subsets of the negatives
+    subset_fraction: float = 0.5  # each subset: this fraction of the negatives, drawn at random (seeded)
+    adapt_steps: int = 1000  # stage 1 steps per adapted model
+    steps: int = 1000  # stage 2 steps
+    batch_size: int = 16
+    lr: float = 0.002  # Adam learning rate of both stages (StyleGAN2's; betas 0, 0.99)
+    ewc_lambda: float = 5e8  # lambda of the EWC penalty (methods.md)
+    fisher_samples: int = 32  # generated samples the Fisher diagonal is estimated from
+    alpha: float = 5.0  # el2: exp(-alpha * d_hat)
+    gamma: float = 1.0  # nl2 / il2 strength; extrapolate: the step along -(theta_N - theta_G)
+    weight: float = 100.0  # el2: the term's weight (the reference's fixed 100)
+    r1_gamma: float = 10.0  # R1 weight of both stages
+    pl_weight: float = 0.0  # path-length regularisation weight (0: off, as fine-tuning rarely needs it)
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0  # G_ema half-life of stage 2, with ADA's rampup (0.05 of the images seen)
+    min_keep_fraction: float = 0.02  # positives filter: stop if fewer of G's samples than this lack the feature
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise GaneditError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.repulsion not in REPULSIONS:
+            raise GaneditError(f"unknown repulsion {self.repulsion!r}; choose one of: {', '.join(REPULSIONS)}")
+        positive = {
+            "adapted_models": self.adapted_models,
+            "batch_size": self.batch_size,
+            "fisher_samples": self.fisher_samples,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise GaneditError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("adapt_steps", "steps"):
+            if getattr(self, name) < 0:
+                raise GaneditError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if not 0 < self.subset_fraction <= 1:
+            raise GaneditError(f"subset-fraction must be in (0, 1], got {self.subset_fraction}")
+        if self.lr <= 0 or self.ewc_lambda < 0 or self.alpha <= 0 or self.gamma < 0 or self.weight < 0:
+            raise GaneditError("lr and alpha must be positive; ewc-lambda, gamma and weight must not be negative")
+
+    def training(self, stage: str, seed: int) -> TrainingConfig:
+        """The engine's settings of a stage: G_ema is G in stage 1 (the adapted model is G itself)."""
+        return TrainingConfig(
+            batch_size=self.batch_size,
+            lr=self.lr,
+            r1_gamma=self.r1_gamma,
+            pl_weight=self.pl_weight,
+            style_mixing=self.style_mixing,
+            ema_kimg=0.0 if stage == "adapt" else self.ema_kimg,
+            ema_rampup=None if stage == "adapt" else 0.05,
+            seed=seed,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters as one flat vector
+
+
+def trainable(G: nn.Module) -> list[torch.Tensor]:
+    """The parameters the distance and the extrapolation run over: all of G's (mapping and synthesis)."""
+    return list(G.parameters())
+
+
+def flat(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.reshape(-1) for p in params])
+
+
+@torch.no_grad()
+def set_flat(params: list[torch.Tensor], vector: torch.Tensor) -> None:
+    torch._foreach_copy_(
+        params, [v.view_as(p) for v, p in zip(vector.split([p.numel() for p in params]), params, strict=True)]
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 1: EWC
+
+
+def ewc_parameters(G: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The synthesis convolutions' kernels, b{res}.conv0/conv1.weight (what the reference's EWC covers)."""
+    return [(name, p) for name, p in G.synthesis.named_parameters() if re.fullmatch(r"b\d+\.conv[01]\.weight", name)]
+
+
+def fisher_diagonal(G: nn.Module, D: nn.Module, samples: int, seed: int) -> list[torch.Tensor]:
+    """F_p = mean over `samples` generated images of (d D(G(z)) / d theta_p)^2 for the EWC parameters.
+
+    D's logit plays the log-likelihood (methods.md); one backward pass per sample, since the square is
+    taken per sample. Noise is the stored (const) noise, so F depends on the seed only.
+    """
+    params = [p for _, p in ewc_parameters(G)]
+    fisher = [torch.zeros_like(p) for p in params]
+    device = params[0].device
+    rng = torch.Generator().manual_seed(seed)
+    G_requires, D_requires = [p.requires_grad for p in G.parameters()], [p.requires_grad for p in D.parameters()]
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    for _ in range(samples):
+        z = torch.randn([1, G.z_dim], generator=rng).to(device)
+        logit = D(G(z, None, noise_mode="const"), None).sum()
+        grads = torch.autograd.grad(logit, params)
+        torch._foreach_add_(fisher, [g.square() / samples for g in grads])
+    for p, flag in zip(G.parameters(), G_requires, strict=True):
+        p.requires_grad_(flag)
+    for p, flag in zip(D.parameters(), D_requires, strict=True):
+        p.requires_grad_(flag)
+    return fisher
+
+
+class EWCPenalty:
+    """(lambda / 2) sum_p F_p (theta_p - theta*_p)^2 over the EWC parameters, all on G's device."""
+
+    def __init__(self, G: nn.Module, fisher: list[torch.Tensor], ewc_lambda: float):
+        self.names = [name for name, _ in ewc_parameters(G)]
+        self.anchor = [p.detach().clone() for _, p in ewc_parameters(G)]
+        self.fisher, self.ewc_lambda = fisher, ewc_lambda
+
+    def __call__(self, G: nn.Module) -> torch.Tensor:
+        params = [p for _, p in ewc_parameters(G)]
+        terms = [(f * (p - a).square()).sum() for f, p, a in zip(self.fisher, params, self.anchor, strict=True)]
+        return (self.ewc_lambda / 2) * torch.stack(terms).sum()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 2: repulsion
+
+
+class Repulsion:
+    """The repulsion term of stage 2 on d_hat (module docstring), adapted models resident as one mean."""
+
+    def __init__(
+        self, original: torch.Tensor, adapted: list[torch.Tensor], kind: str, alpha: float, gamma: float, weight: float
+    ):
+        if kind not in REPULSIONS:
+            raise GaneditError(f"unknown repulsion {kind!r}; choose one of: {', '.join(REPULSIONS)}")
+        stacked = torch.stack([a.to(original.device) for a in adapted])
+        self.mean = stacked.mean(dim=0)  # [P]
+        self.spread = float((stacked - self.mean).square().mean())  # mean_k mean_i (a_k - mean)^2
+        self.kind, self.alpha, self.gamma, self.weight = kind, alpha, gamma, weight
+        self.initial = self.raw_distance(original).item()
+        if not self.initial > 0:
+            raise GaneditError("the adapted models equal the original; stage 1 did not move (raise adapt-steps or lr)")
+
+    def raw_distance(self, theta: torch.Tensor) -> torch.Tensor:
+        """d(theta) = mean_k mean_i (theta_i - theta_N,k,i)^2."""
+        return (theta - self.mean).square().mean() + self.spread
+
+    def __call__(self, G: nn.Module) -> torch.Tensor:
+        d_hat = self.raw_distance(flat(trainable(G))) / self.initial
+        if self.kind == "el2":
+            return self.weight * torch.exp(-self.alpha * d_hat)
+        if self.kind == "nl2":
+            return -self.gamma * d_hat
+        return self.gamma / d_hat
+
+
+@torch.no_grad()
+def extrapolate(G: nn.Module, adapted: list[torch.Tensor], gamma: float) -> nn.Module:
+    """The baseline: a copy of G with theta = theta_G - gamma * mean_k (theta_N,k - theta_G)."""
+    result = copy.deepcopy(G)
+    params = trainable(result)
+    theta = flat(params)
+    mean = torch.stack([a.to(theta.device) for a in adapted]).mean(dim=0)
+    set_flat(params, theta - gamma * (mean - theta))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# The procedure
+
+
+@dataclass
+class UnlearnResult:
+    generator: nn.Module  # the unlearned G (stage 2's G_ema, or the extrapolated G)
+    discriminator: nn.Module | None  # stage 2's D (None for extrapolate)
+    adapted: list[torch.Tensor]  # the K adapted models as flat parameter vectors (CPU)
+    info: dict = field(default_factory=dict)  # initial distance, stage losses, positives' source
+
+
+def negative_subsets(count: int, settings: UnlearnSettings) -> list[torch.Tensor]:
+    """K index sets into the negatives, each a seeded random `subset_fraction` of them (at least one)."""
+    rng = torch.Generator().manual_seed(settings.seed + 17)
+    size = max(1, round(count * settings.subset_fraction))
+    return [torch.randperm(count, generator=rng)[:size].sort().values for _ in range(settings.adapted_models)]
+
+
+def run_identity(
+    G: nn.Module, negatives: torch.Tensor | None, settings: UnlearnSettings, positives: torch.Tensor | None
+) -> str:
+    """A fingerprint of what a run computes, so a resume file from another run is refused."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(asdict(settings), sort_keys=True).encode())
+    for tensor in [*(t for t in (negatives, positives) if t is not None), *G.state_dict().values()]:
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def unlearn(
+    G: nn.Module,
+    D: nn.Module | None,
+    negatives: torch.Tensor | None,
+    settings: UnlearnSettings,
+    *,
+    is_negative=None,
+    positives: torch.Tensor | None = None,
+    adapted: list[torch.Tensor] | None = None,
+    checkpoint: Path | str | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> UnlearnResult:
+    """Adapt-then-Unlearn `G` (a StyleGAN2 generator; its EMA weights) with its discriminator `D`.
+
+    negatives:    [N, 3, H, W] in [-1, 1], images showing the feature (not needed when `adapted` is given).
+    is_negative:  images -> bool mask of those showing the feature (a judge); filters G's samples into
+                  the stage-2 positives unless `positives` ([M, 3, H, W]) are given.
+    adapted:      flat parameter vectors of previously adapted models: stage 1 is skipped.
+    checkpoint:   resume file, written atomically every `checkpoint_every` steps and on Ctrl-C;
+                  with `resume`, the run continues from it (it must be from the same run).
+    G and D are not modified; the result holds new modules.
+    """
+    if not hasattr(G, "synthesis") or not hasattr(G, "mapping"):
+        raise GaneditError("unlearn works on StyleGAN2 generators; this model is not one")
+    if num_classes(G):
+        raise GaneditError("unlearn works on unconditional StyleGAN2 generators; this one is class-conditional")
+    needs_D = settings.method == "repulsion" or adapted is None
+    if D is None and needs_D:
+        raise GaneditError(
+            "this checkpoint has no discriminator, and adaptation needs one; give a training checkpoint that "
+            "includes D (rosinality .pt with 'd', NVIDIA .pkl with 'D', or a ganedit file written with D)"
+        )
+    if adapted is None and (negatives is None or len(negatives) == 0):
+        raise GaneditError("no negatives: give images showing the feature, or previously adapted models")
+    if settings.method == "repulsion" and positives is None and is_negative is None:
+        raise GaneditError("stage 2 needs positives: give a folder of them or a judge that recognises the feature")
+    device = next(G.parameters()).device
+    G = copy.deepcopy(G).eval().requires_grad_(False)
+    D = copy.deepcopy(D).requires_grad_(False) if D is not None else None
+    identity = run_identity(G, negatives if adapted is None else None, settings, positives)
+    state = _read_resume(checkpoint, identity) if resume else None
+    original = flat(trainable(G)).detach()
+
+    # Stage 1: K adapted models (or the given ones).
+    finished = list(adapted) if adapted is not None else list(state["adapted"]) if state else []
+    info: dict = {"stage_1": "given" if adapted is not None else "trained"}
+    if adapted is None:
+        subsets = negative_subsets(len(negatives), settings)
+        ewc = None
+        for k in range(len(finished), settings.adapted_models):
+            if ewc is None:  # the Fisher diagonal and the anchor are the original model's, shared by all K
+                fisher = fisher_diagonal(G, D, settings.fisher_samples, settings.seed + 1)
+                ewc = EWCPenalty(G, fisher, settings.ewc_lambda)
+                info["fisher_mean"] = float(torch.stack([f.mean() for f in fisher]).mean())
+            trainer = Trainer(
+                copy.deepcopy(G), copy.deepcopy(D), settings.training("adapt", settings.seed + 1000 * (k + 1))
+            )
+            batches = ImageBatches(
+                negatives[subsets[k]].to(device),
+                settings.batch_size,
+                torch.Generator().manual_seed(settings.seed + k),
+                flip=True,
+            )
+            if state and state.get("stage") == ("adapt", k):
+                trainer.load_state_dict(state["trainer"], str(checkpoint))
+                batches.load_state_dict(state["source"])
+
+            def save(k=k, trainer=trainer, batches=batches):
+                _write_resume(checkpoint, identity, ("adapt", k), finished, trainer, batches)
+
+            losses = _train(
+                trainer, lambda batches=batches: (next(batches), None), settings.adapt_steps, ewc,
+                save if checkpoint else None, checkpoint_every, progress, f"adapt {k + 1}/{settings.adapted_models}",
+            )  # fmt: skip
+            info[f"adapt_{k}_losses"] = losses
+            finished.append(flat(trainable(trainer.G)).detach().cpu())
+            state = None
+            if checkpoint:
+                _write_resume(checkpoint, identity, ("adapted", k), finished, None, None)
+
+    if settings.method == "extrapolate":
+        result = extrapolate(G, finished, settings.gamma)
+        info["initial_distance"] = float((torch.stack(finished).to(device) - original).square().mean())
+        return UnlearnResult(result, None, [a.cpu() for a in finished], info)
+
+    # Stage 2: the original G on positives, with repulsion from the adapted models.
+    repulsion = Repulsion(original, finished, settings.repulsion, settings.alpha, settings.gamma, settings.weight)
+    info["initial_distance"] = repulsion.initial
+    trainer = Trainer(copy.deepcopy(G), copy.deepcopy(D), settings.training("unlearn", settings.seed + 7))
+    data_rng = torch.Generator().manual_seed(settings.seed + 8)
+    if positives is not None:
+        source = ImageBatches(positives.to(device), settings.batch_size, data_rng, flip=True)
+        next_batch = lambda: (next(source), None)  # noqa: E731
+        info["positives"] = f"{len(positives)} given images"
+    else:
+        source = GeneratedImages(
+            [G],  # already a frozen private copy
+            None,
+            settings.batch_size,
+            data_rng,
+            judge=lambda images: images,
+            keep=lambda images: ~is_negative(images).to(torch.bool),
+            min_keep_fraction=settings.min_keep_fraction,
+        )
+        next_batch = lambda: (next(source)[0], None)  # noqa: E731
+        info["positives"] = "generated by the original G, filtered by the judge"
+    if state and state.get("stage") == ("unlearn", 0):
+        trainer.load_state_dict(state["trainer"], str(checkpoint))
+        source.load_state_dict(state["source"])
+
+    def save():
+        _write_resume(checkpoint, identity, ("unlearn", 0), finished, trainer, source)
+
+    info["unlearn_losses"] = _train(
+        trainer,
+        next_batch,
+        settings.steps,
+        repulsion,
+        save if checkpoint else None,
+        checkpoint_every,
+        progress,
+        "unlearn",
+    )
+    info["final_distance"] = float(repulsion.raw_distance(flat(trainable(trainer.G_ema))) / repulsion.initial)
+    return UnlearnResult(trainer.G_ema.eval(), trainer.D.eval(), [a.cpu() for a in finished], info)
+
+
+def _train(trainer, next_batch, steps, extra, save, save_every, progress, label) -> dict:
+    """run_steps with a progress row named `label`."""
+    task = progress.task(label, steps, trainer.step) if progress is not None else None
+    return run_steps(
+        trainer, next_batch, steps, extra_generator_loss=extra, save=save, save_every=save_every,
+        progress=progress, task=task,
+    )  # fmt: skip
+
+
+def _write_resume(path, identity: str, stage: tuple, finished: list[torch.Tensor], trainer, source) -> None:
+    write_resume(path, RESUME_FORMAT, identity, stage, trainer, source, adapted=[a.detach().cpu() for a in finished])
+
+
+def _read_resume(path, identity: str) -> dict:
+    return read_resume(path, RESUME_FORMAT, identity, "unlearn")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation (evaluation.md): PUL on fixed latents, quality against positives, in the judge's features
+
+
+def evaluate_unlearning(
+    before: nn.Module, after: nn.Module, judge: nn.Module, feature: int, samples: int = 1000, seed: int = 0
+) -> dict:
+    """PUL and quality of an unlearned generator, judged by `judge` (the feature is its class `feature`).
+
+    Both generators draw the same `samples` fixed latents (seed `seed`, stored noise, no truncation).
+    PUL counts the judge's argmax == feature before and after. Quality: FID and KID in the judge's
+    feature space of each generator's samples against a reference set of positives: the original
+    generator's samples, from other latents (seed + 1), that the judge says lack the feature (at most
+    `samples` of them). Also the share of every judge class before and after (collateral changes).
+    """
+    from ganedit.generators.sampling import generate, sample_latents
+    from ganedit.judges.evaluation import judge_comparison
+
+    z = sample_latents(before, samples, seed)
+    reference = generate(before, sample_latents(before, 2 * samples, seed + 1))
+    return {
+        "samples": samples,
+        "seed": seed,
+        **judge_comparison(judge, feature, generate(before, z), generate(after, z), reference),
+    }
+
+
+def model_from_flat(G: nn.Module, vector: torch.Tensor) -> nn.Module:
+    """A copy of G with its trainable parameters set from a flat vector (an adapted model)."""
+    model = copy.deepcopy(G)
+    set_flat(trainable(model), vector.to(next(model.parameters()).device))
+    return model
+
+
+@torch.no_grad()
+def mine_negatives(G: nn.Module, judge: nn.Module, feature: int, count: int, seed: int, max_tries: int = 50):
+    """`count` samples of G (seeded latents, stored noise) that the judge's argmax calls class `feature`.
+
+    Gives up with a one-line error after max_tries * count samples.
+    """
+    from ganedit.generators.sampling import generate, sample_latents
+
+    found, made, batch = [], 0, 256
+    judge_device = next(judge.parameters()).device
+    for attempt in range(max_tries * count // batch + 1):
+        images = generate(G, sample_latents(G, batch, seed + 10_000 + attempt))
+        made += batch
+        found.extend(images[judge(images.to(judge_device)).argmax(dim=1).cpu() == feature])
+        if len(found) >= count:
+            return torch.stack(found[:count])
+    name = judge.labels[feature] if hasattr(judge, "labels") else feature
+    raise GaneditError(
+        f"the judge finds {name!r} in only {len(found)} of {made} samples; give --negatives DIR, or a lower --mine"
+    )
