@@ -28,6 +28,7 @@ from pathlib import Path
 from ganedit.errors import GaneditError
 
 SEED_RANGE = (0, 2**63 - 1)
+COMMAND_LINE = "the command line"  # the `where` of values given as options
 
 
 def setting(
@@ -112,10 +113,11 @@ def _scalar(value, item, describe: Callable[[str], str]):
 
 def check_value(spec: Field, value, where: str = ""):
     """The value, checked against the field's type, range and choices (ints accepted as floats)."""
-    name = spec.name.replace("_", "-") if not where.endswith(".toml") else spec.name
+    from_file = where not in ("", COMMAND_LINE)
+    name = spec.name if from_file else "--" + spec.name.replace("_", "-")
 
     def describe(problem: str) -> str:
-        return f"{where}: {name} {problem}" if where else f"{name} {problem}"
+        return f"{where}: {name} {problem}" if from_file else f"{name} {problem}"
 
     kind, item = _kind(spec.type)
     if kind == "optional" and value is None:
@@ -156,22 +158,23 @@ def check(settings, where: str = "") -> None:
         object.__setattr__(settings, spec.name, check_value(spec, getattr(settings, spec.name), where))
 
 
-def from_mapping(cls, values: Mapping, where: str, base: Mapping | None = None):
-    """An instance of the settings dataclass from a mapping (a recipe section); unknown keys refused."""
+def checked(cls, values: Mapping, where: str) -> dict:
+    """The values of a mapping (a recipe section) checked against the fields of cls; unknown keys refused."""
     known = {spec.name: spec for spec in dataclasses.fields(cls)}
-    unknown = [key for key in values if key not in known]
-    if unknown:
-        raise GaneditError(f"{where}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    merged = {**(base or {}), **values}
-    checked = {key: check_value(known[key], value, where) for key, value in merged.items()}
-    missing = [spec.name for spec in known.values() if spec.name not in checked and _required(spec)]
-    if missing:
-        raise GaneditError(f"{where}: {missing[0]} is required")
-    return cls(**checked)
+    for key in values:
+        if key not in known:
+            raise GaneditError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
+    return {key: check_value(known[key], value, where) for key, value in values.items()}
 
 
-def _required(spec: Field) -> bool:
-    return spec.default is MISSING and spec.default_factory is MISSING
+def from_mapping(cls, values: Mapping, where: str):
+    """An instance of the settings dataclass from a mapping, checked; a missing required field is refused."""
+    values = checked(cls, values, where)
+    for spec in dataclasses.fields(cls):
+        if spec.name not in values and spec.default is MISSING and spec.default_factory is MISSING:
+            option = "--" + spec.name.replace("_", "-")
+            raise GaneditError(f"{option} is required (or `{spec.name}` in a recipe)")
+    return cls(**values)
 
 
 def as_dict(settings) -> dict:

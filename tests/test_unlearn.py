@@ -221,7 +221,7 @@ def test_cli_bad_inputs_are_one_line_errors_with_no_output(tmp_path, capsys, mod
         "l3",
         *TINY_FLAGS,
     )
-    assert "unknown repulsion 'l3'" in err and "el2" in err
+    assert "'l3' is not one of" in err and "el2" in err
     err = bad_input(capsys, tmp_path, model_file, "--negatives", negatives, *TINY_FLAGS)
     assert "positives" in err
 

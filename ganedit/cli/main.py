@@ -106,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except click.exceptions.Exit as done:
         return done.exit_code
+    except click.UsageError as error:  # one line, as every bad input
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+        _error(error.format_message() + hint)
+        return EXIT_BAD_INPUT
     except click.ClickException as error:
-        error.show()
+        _error(error.format_message())
         return error.exit_code
     except (click.Abort, KeyboardInterrupt):
         _error("interrupted")

@@ -10,8 +10,10 @@ import torch
 import ganedit
 from ganedit.cli.console import DownloadBar, stderr_console, stdout_console
 from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.errors import GaneditError
 from ganedit.generators import sampling
 from ganedit.generators.registry import config_dict
+from ganedit.settings import to_toml
 from ganedit.store import zoo
 
 
@@ -47,15 +49,26 @@ def describe(bundle) -> dict:
 Examples:
   ganedit info biggan-deep-256
   ganedit info ffhq.pkl --json | jq .generator.config
-  ganedit info edited.safetensors      # shows the provenance of a ganedit file""",
+  ganedit info edited.safetensors      # shows the provenance of a ganedit file
+  ganedit info edited.safetensors --recipe > again.toml && ganedit unlearn --recipe again.toml""",
 )
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option(
+    "--recipe", "as_recipe", is_flag=True,
+    help="Print the recipe the model was made with, as TOML (run it again with `ganedit COMMAND --recipe FILE`).",
+)  # fmt: skip
 @common_options
-def info(model, as_json, device, quiet, offline):
+def info(model, as_json, as_recipe, device, quiet, offline):
     """Show a model's format, architecture, config, size, classes and provenance."""
     apply_common(device, quiet, offline)
     report = describe(ganedit.load_model(model))
+    if as_recipe:
+        recipe = report["metadata"].get("provenance", {}).get("recipe")
+        if recipe is None:
+            raise GaneditError(f"{model} records no recipe (it was not written by a ganedit editing command)")
+        click.echo(to_toml(recipe), nl=False)
+        return
     if as_json:
         emit_json(report)
         return

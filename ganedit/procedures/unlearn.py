@@ -44,6 +44,7 @@ from ganedit.engine.loop import Progress, read_resume, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages, ImageBatches
 from ganedit.errors import GaneditError
 from ganedit.generators.sampling import num_classes
+from ganedit.settings import check, setting
 
 METHODS = ("repulsion", "extrapolate")
 REPULSIONS = ("el2", "nl2", "il2")
@@ -52,48 +53,33 @@ RESUME_FORMAT = "ganedit.procedures.unlearn-resume"
 
 @dataclass
 class UnlearnSettings:
-    """Every parameter of the procedure (the CLI's options have the same names)."""
+    """Every parameter of the procedure: the command line's options and a recipe's [settings] are these."""
 
-    method: str = "repulsion"  # "repulsion" (adapt, then fine-tune with repulsion) or "extrapolate" (baseline)
-    repulsion: str = "el2"  # el2 | nl2 | il2
-    adapted_models: int = 5  # K, adapted models from K subsets of the negatives
-    subset_fraction: float = 0.5  # each subset: this fraction of the negatives, drawn at random (seeded)
-    adapt_steps: int = 1000  # stage 1 steps per adapted model
-    steps: int = 1000  # stage 2 steps
-    batch_size: int = 16
-    lr: float = 0.002  # Adam learning rate of both stages (StyleGAN2's; betas 0, 0.99)
-    ewc_lambda: float = 5e8  # lambda of the EWC penalty (methods.md)
-    fisher_samples: int = 32  # generated samples the Fisher diagonal is estimated from
-    alpha: float = 5.0  # el2: exp(-alpha * d_hat)
-    gamma: float = 1.0  # nl2 / il2 strength; extrapolate: the step along -(theta_N - theta_G)
-    weight: float = 100.0  # el2: the term's weight (the reference's fixed 100)
-    r1_gamma: float = 10.0  # R1 weight of both stages
-    pl_weight: float = 0.0  # path-length regularisation weight (0: off, as fine-tuning rarely needs it)
-    style_mixing: float = 0.9
-    ema_kimg: float = 10.0  # G_ema half-life of stage 2, with ADA's rampup (0.05 of the images seen)
-    min_keep_fraction: float = 0.02  # positives filter: stop if fewer of G's samples than this lack the feature
-    seed: int = 0
+    method: str = setting("repulsion", "Adapt then unlearn with repulsion, or the parameter-space baseline.",
+                          choices=METHODS)  # fmt: skip
+    repulsion: str = setting("el2", "Repulsion term of stage 2.", choices=REPULSIONS)
+    adapted_models: int = setting(5, "K, adapted models, each from a random subset of the negatives.", min=1)
+    subset_fraction: float = setting(0.5, "Share of the negatives in each subset.", min=0, max=1, min_open=True)
+    adapt_steps: int = setting(1000, "Stage 1 steps per adapted model.", min=0)
+    steps: int = setting(1000, "Stage 2 steps.", min=0)
+    batch_size: int = setting(16, "Images per step.", min=1)
+    lr: float = setting(0.002, "Adam learning rate of both stages (StyleGAN2's; betas 0, 0.99).", min=0,
+                        min_open=True)  # fmt: skip
+    ewc_lambda: float = setting(5e8, "lambda of the EWC penalty (methods.md).", min=0)
+    fisher_samples: int = setting(32, "Generated samples the Fisher diagonal is estimated from.", min=1)
+    alpha: float = setting(5.0, "el2: exp(-alpha * d / d0).", min=0, min_open=True)
+    gamma: float = setting(1.0, "nl2 / il2 strength; extrapolate: the step along -(theta_N - theta_G).", min=0)
+    weight: float = setting(100.0, "el2: the term's weight (the reference's fixed 100).", min=0)
+    r1_gamma: float = setting(10.0, "R1 weight of both stages.", min=0)
+    pl_weight: float = setting(0.0, "Path-length regularisation weight (0: off).", min=0)
+    style_mixing: float = setting(0.9, "Style-mixing probability.", min=0, max=1)
+    ema_kimg: float = setting(10.0, "G_ema half-life of stage 2 in kimg, with ADA's rampup.", min=0)
+    min_keep_fraction: float = setting(0.02, "Positives filter: stop if fewer of G's samples lack the feature.",
+                                       min=0, max=1)  # fmt: skip
+    seed: int = setting(0, "Same seed, same result (on the same device).")
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise GaneditError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        if self.repulsion not in REPULSIONS:
-            raise GaneditError(f"unknown repulsion {self.repulsion!r}; choose one of: {', '.join(REPULSIONS)}")
-        positive = {
-            "adapted_models": self.adapted_models,
-            "batch_size": self.batch_size,
-            "fisher_samples": self.fisher_samples,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise GaneditError(f"{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("adapt_steps", "steps"):
-            if getattr(self, name) < 0:
-                raise GaneditError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
-        if not 0 < self.subset_fraction <= 1:
-            raise GaneditError(f"subset-fraction must be in (0, 1], got {self.subset_fraction}")
-        if self.lr <= 0 or self.ewc_lambda < 0 or self.alpha <= 0 or self.gamma < 0 or self.weight < 0:
-            raise GaneditError("lr and alpha must be positive; ewc-lambda, gamma and weight must not be negative")
+        check(self)
 
     def training(self, stage: str, seed: int) -> TrainingConfig:
         """The engine's settings of a stage: G_ema is G in stage 1 (the adapted model is G itself)."""

@@ -40,13 +40,14 @@ def make_provenance(
     parents: list[dict],
     seed: int | None = None,
     evaluation: dict | None = None,
+    recipe: dict | None = None,
 ) -> dict:
     """The provenance record stored in a checkpoint's metadata.
 
     `parents` is a list of {"source": <path or zoo name>, "sha256": <hex>} as returned by
-    `parent_record`.
+    `parent_record`; `recipe` the resolved recipe of the run (`ganedit info OUT --recipe` prints it).
     """
-    return {
+    record = {
         "procedure": procedure,
         "parameters": parameters,
         "parents": parents,
@@ -55,6 +56,9 @@ def make_provenance(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "evaluation": evaluation,
     }
+    if recipe is not None:
+        record["recipe"] = recipe
+    return record
 
 
 def parent_record(source: str, path: Path) -> dict:

@@ -49,6 +49,20 @@ class ZooModel:
     load_path: str = ""  # what to load inside the folder ("" = the folder itself)
     embedded: bool = False  # shipped inside the package (no download, no cache)
     kind: str = "generator"  # "generator" (load_model), "judge" (--classifier / --judge) or "clip" (--clip)
+    recipes: tuple[tuple[str, str], ...] = ()  # (command, packaged recipe): the settings that fit this model
+
+
+def packaged_recipe(name: str) -> Path:
+    """A recipe shipped inside the package (ganedit/data/recipes/NAME.toml); COMMAND.toml is the command's
+    default, a run on the embedded toy world."""
+    return PACKAGE_DATA / "recipes" / f"{name}.toml"
+
+
+def recipe_for(model: str, command: str) -> Path | None:
+    """The packaged recipe the zoo entry `model` names for `command`, if any."""
+    entry = REGISTRY.get(str(model))
+    name = dict(entry.recipes).get(command) if entry is not None else None
+    return packaged_recipe(name) if name else None
 
 
 def _biggan(resolution: int, size_mb: float, params: str) -> ZooModel:
@@ -89,7 +103,9 @@ def _nvidia_stylegan2(name: str, filename: str, resolution: int, what: str) -> Z
     )
 
 
-def _toy(name: str, filename: str, description: str, architecture: str, classes: int, kind: str) -> ZooModel:
+def _toy(
+    name: str, filename: str, description: str, architecture: str, classes: int, kind: str, recipes: dict | None = None
+) -> ZooModel:
     return ZooModel(
         name=name,
         description=description,
@@ -107,6 +123,7 @@ def _toy(name: str, filename: str, description: str, architecture: str, classes:
         load_path=filename,
         embedded=True,
         kind=kind,
+        recipes=tuple((recipes or {}).items()),
     )
 
 
@@ -121,6 +138,7 @@ REGISTRY: dict[str, ZooModel] = {
             "biggan-deep",
             9,
             "generator",
+            {"embed-tune": "embed-tune"},
         ),
         _toy(
             "toy-stylegan2",
@@ -130,6 +148,7 @@ REGISTRY: dict[str, ZooModel] = {
             "stylegan2",
             0,
             "generator",
+            {"unlearn": "unlearn", "text-unlearn": "text-unlearn"},
         ),
         _toy(
             "toy-stylegan2-a",
@@ -138,6 +157,7 @@ REGISTRY: dict[str, ZooModel] = {
             "stylegan2",
             0,
             "generator",
+            {"merge": "merge-shapes"},
         ),
         _toy(
             "toy-stylegan2-b",
@@ -146,6 +166,7 @@ REGISTRY: dict[str, ZooModel] = {
             "stylegan2",
             0,
             "generator",
+            {"merge": "merge-shapes"},
         ),
         _toy(
             "toy-stylegan2-warm",
@@ -155,6 +176,7 @@ REGISTRY: dict[str, ZooModel] = {
             "stylegan2",
             0,
             "generator",
+            {"merge": "merge"},
         ),
         _toy(
             "toy-stylegan2-cool",
@@ -164,6 +186,7 @@ REGISTRY: dict[str, ZooModel] = {
             "stylegan2",
             0,
             "generator",
+            {"merge": "merge"},
         ),
         _toy(
             "toy-oracle",
