@@ -33,7 +33,7 @@ from ganedit.procedures.text_unlearn import TextUnlearnSettings, text_unlearn
 def time_batch(G, clip, batch: int, args, device: torch.device) -> dict:
     def run(iterations: int) -> float:
         settings = TextUnlearnSettings(
-            concept="a person wearing eyeglasses", neutral="a person", iterations=iterations, batch_size=batch,
+            concept="a person wearing eyeglasses", neutral="a person", steps=iterations, batch_size=batch,
             auto_layers=args.auto_layers,
         )  # fmt: skip
         synchronize(device)

@@ -85,7 +85,7 @@ def test_text_unlearn_on_cuda_matches_the_cpu_objective_and_keeps_clip_in_float3
     from ganedit.procedures.text_unlearn import ClipObjective, TextUnlearnSettings, text_unlearn
     from ganedit.toy import world
 
-    settings = TextUnlearnSettings("a red shape", "a shape", iterations=3, batch_size=4)
+    settings = TextUnlearnSettings("a red shape", "a shape", steps=3, batch_size=4)
     images = world.sample(8, torch.Generator().manual_seed(0)).images
     moved = world.sample(8, torch.Generator().manual_seed(1)).images
     cpu_clip, cuda_clip = load_clip("toy-clip"), load_clip("toy-clip", "cuda")

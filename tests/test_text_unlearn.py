@@ -33,7 +33,7 @@ from tests.helpers import same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"iterations": 4, "batch_size": 2}
+TINY = {"steps": 4, "batch_size": 2}
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +251,7 @@ def test_adam_keeps_moving_after_step_0():
     original = dict(G.named_parameters())
 
     def distance_moved(iterations):
-        trained = text_unlearn(G, [clip], settings(iterations=iterations, batch_size=4, concept_weighting=False))
+        trained = text_unlearn(G, [clip], settings(steps=iterations, batch_size=4, concept_weighting=False))
         squares = sum(((p - original[n].detach()) ** 2).sum() for n, p in trained.generator.named_parameters())
         return float(squares.sqrt())
 
@@ -324,7 +324,7 @@ def test_adaptive_layer_selection_trains_only_the_chosen_layers(pair, clip):
     w = G.mapping(torch.randn(2, G.z_dim), None)
     chosen = select_layers(G, ClipObjective([clip], settings(), None), w, k=2, iterations=1, noise_mode="random")
     assert len(chosen) == 2 and G.num_ws - 1 not in chosen
-    result = text_unlearn(G, [clip], settings(iterations=1, auto_layers=1))
+    result = text_unlearn(G, [clip], settings(steps=1, auto_layers=1))
     before, after = G.state_dict(), result.generator.state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     group_names = [
@@ -351,7 +351,7 @@ def test_an_image_pair_direction_and_an_ensemble_run(pair, clip):
     reds = world.sample(8, torch.Generator().manual_seed(0), colours=["red"]).images
     others = world.sample(8, torch.Generator().manual_seed(0), colours=["green", "blue"]).images
     result = text_unlearn(G, [clip, clip], settings(clip_weights=[1.0, 0.5]), direction_images=(reds, others))
-    assert result.info["direction"] == "image pairs" and result.info["iterations"] == TINY["iterations"]
+    assert result.info["direction"] == "image pairs" and result.info["steps"] == TINY["steps"]
     with pytest.raises(GaneditError, match="one --clip-weight per --clip"):
         text_unlearn(G, [clip], settings(clip_weights=[1.0, 0.5]))
 
@@ -409,7 +409,7 @@ def test_cli_writes_a_model_whose_metadata_names_the_procedure(tmp_path, capsys,
                        "-o", output, "--json", *TINY_FLAGS)  # fmt: skip
     assert code == 0
     report = json.loads(out)
-    assert report["training"]["iterations"] == 3 and "clip_score_after" in report and "fid_after" in report
+    assert report["training"]["steps"] == 3 and "clip_score_after" in report and "fid_after" in report
     provenance = ganedit.load_model(output).metadata["provenance"]
     assert provenance["procedure"] == "text-unlearn"
     assert provenance["parameters"]["concept"] == "a red shape" and provenance["parameters"]["clips"] == ["toy-clip"]
@@ -420,7 +420,7 @@ def test_cli_writes_a_model_whose_metadata_names_the_procedure(tmp_path, capsys,
     ("arguments", "message"),
     [
         (["--concept", "", "--neutral", "a shape"], "concept prompt is empty"),
-        (["--concept", "  "], "concept prompt is empty"),
+        (["--concept", "  ", "--neutral", "a shape"], "concept prompt is empty"),
         (["--concept", "A  Shape", "--neutral", "a shape"], "are the same"),
         (["--concept", "a red shape", "--neutral", "a shape", "--clip", "ViT-Q-99"], "unknown CLIP model"),
         (
@@ -428,7 +428,7 @@ def test_cli_writes_a_model_whose_metadata_names_the_procedure(tmp_path, capsys,
             "one --clip-weight",
         ),
         (["--concept", "a red shape", "--neutral", "a shape", "--concept-images", "x"], "both --concept-images"),
-        (["--concept", "a red shape"], "give --neutral"),
+        (["--concept", "a red shape"], "--neutral is required"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2_without_output(tmp_path, capsys, model_file, arguments, message):

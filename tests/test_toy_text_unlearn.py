@@ -30,7 +30,7 @@ from ganedit.toy.world import COLOURS
 
 SAMPLES = 500
 RED = COLOURS.index("red")
-COMMON = {"concept": "a red shape", "neutral": "a shape", "iterations": 300, "batch_size": 8}
+COMMON = {"concept": "a red shape", "neutral": "a shape", "steps": 300, "batch_size": 8}
 DIRECTIONAL = TextUnlearnSettings(**COMMON, lpips_weight=0.05)
 GLOBAL = TextUnlearnSettings(**COMMON, method="global", lpips_weight=0.2)
 PLAIN_MEAN = TextUnlearnSettings(**COMMON, lpips_weight=0.05, concept_weighting=False)

@@ -44,7 +44,7 @@ the k W+ entries that moved most (mean |change|) choose the layers that train in
 drives the 4 px block (its constant and conv), entry i > 0 the convolution it styles; the last entry
 drives only the last toRGB and is never chosen (see `select_layers` for NADA's own map).
 
-NADA's defaults: Adam, lr 0.002 * 0.8, betas (0, 0.992), batch 2, 300 iterations, untruncated training
+NADA's defaults: Adam, lr 0.002 * 0.8, betas (0, 0.992), batch 2, 300 steps, untruncated training
 latents (its 0.7 is only for displayed samples), prompts over its ImageNet templates. CLIP stays frozen
 in float32 (ganedit.judges.clip).
 """
@@ -54,13 +54,13 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from ganedit.errors import GaneditError
-from ganedit.generators.stylegan2 import NOISE_MODES
+from ganedit.settings import check, setting
 
 METHODS = ("directional", "global")
 LAYERS = ("synthesis", "synthesis+torgb", "all")
@@ -99,25 +99,34 @@ ARTICLES = ("a ", "an ", "the ")
 class TextUnlearnSettings:
     """Every parameter of the procedure (the CLI's options have the same names)."""
 
-    concept: str  # what must go, e.g. "a person wearing eyeglasses"
-    neutral: str  # the same without it, e.g. "a person"
-    method: str = "directional"  # "directional" (Text-to-Unlearn) or "global" (push away from the prompt)
-    templates: bool = True  # NADA: each prompt as the mean over its ImageNet TEMPLATES; False = the prompt alone
-    concept_weighting: bool = True  # weight each sample's L_dir by CLIP's P(concept | x_f); False = NADA's plain mean
-    iterations: int = 300
-    batch_size: int = 2
-    lr: float = 0.002 * 0.8
-    betas: tuple[float, float] = (0.0, 0.992)
-    lpips_weight: float = 0.0  # LPIPS(x_t, x_f); the paper's ablation: stabler, but unlearns less
-    anchor_weight: float = 0.0  # mean squared distance of the trained weights from the frozen ones
-    layers: str = "synthesis"  # synthesis (no toRGB) | synthesis+torgb | all
-    auto_layers: int = 0  # k of adaptive layer selection; 0 = train every layer of `layers`
-    auto_layer_iters: int = 1
-    auto_layer_batch: int = 8  # NADA's auto_layer_batch: the fresh latents each selection step uses
-    truncation: float = 1.0  # of the training latents (NADA trains untruncated; 0.7 is only for shown samples)
-    noise_mode: str = "random"  # synthesis noise while training: a fresh draw each step, the same in both copies
-    clip_weights: list[float] = field(default_factory=list)  # one per CLIP model; empty = 1 each
-    seed: int = 0
+    concept: str = setting(help="What must go, in words ('a person wearing eyeglasses').", metavar="TEXT")
+    neutral: str = setting(help="The same without it ('a person').", metavar="TEXT")
+    method: str = setting("directional", "Text-to-Unlearn's directional loss, or the global baseline "
+                          "(push every image away from the prompt).", choices=METHODS)  # fmt: skip
+    templates: bool = setting(True, "Embed each prompt as the mean over NADA's ImageNet templates "
+                              "(off: the prompt alone).")  # fmt: skip
+    concept_weighting: bool = setting(True, "Pull each sample by CLIP's probability that it shows the concept "
+                                      "(off: NADA's plain mean).")  # fmt: skip
+    steps: int = setting(300, "Training steps.", min=0, aliases=("--iterations",))
+    batch_size: int = setting(2, "Latents per step.", min=1)
+    lr: float = setting(0.002 * 0.8, "Adam learning rate (NADA's 0.002 * 0.8).", min=0, min_open=True)
+    betas: tuple[float, float] = setting((0.0, 0.992), "Adam betas (NADA's).", min=0, max=1, max_open=True)
+    lpips_weight: float = setting(0.0, "LPIPS to the frozen model's image (stabler, but unlearns less).", min=0)
+    anchor_weight: float = setting(0.0, "Mean squared distance of the trained weights from the frozen ones.", min=0)
+    layers: str = setting("synthesis", "What trains (NADA: synthesis without toRGB).", choices=LAYERS)
+    auto_layers: int = setting(0, "k of NADA's adaptive layer selection; 0 = every layer of --layers.", min=0)
+    auto_layer_iters: int = setting(1, "SGD steps on the W+ codes per layer choice.", min=1)
+    auto_layer_batch: int = setting(8, "Latents of each layer choice (NADA's auto_layer_batch).", min=1)
+    truncation: float = setting(1.0, "Truncation psi of the training latents (NADA trains untruncated).",
+                                min=0, max=1)  # fmt: skip
+    noise_mode: str = setting("random", "Synthesis noise while training: a fresh draw per step, the same in both "
+                              "copies; or the stored one.", choices=("random", "const"))  # fmt: skip
+    clip_weights: list[float] = setting([], "Weight per --clip (default 1 each; repeatable).", min=0,
+                                        aliases=("--clip-weight",))  # fmt: skip
+    seed: int = setting(0, "Same seed, same result (on the same device).")
+
+    def __post_init__(self):
+        check(self)
 
     def validate(self, clip_count: int = 1) -> None:
         """Raise GaneditError, naming the fix, for settings that cannot run."""
@@ -133,18 +142,9 @@ class TextUnlearnSettings:
             )
         if self.method not in METHODS:
             raise GaneditError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        if self.noise_mode not in NOISE_MODES:
-            raise GaneditError(f"unknown noise mode {self.noise_mode!r}; choose one of: {', '.join(NOISE_MODES)}")
-        if self.layers not in LAYERS:
-            raise GaneditError(f"unknown layer choice {self.layers!r}; choose one of: {', '.join(LAYERS)}")
         if self.clip_weights and len(self.clip_weights) != clip_count:
             raise GaneditError(
                 f"{len(self.clip_weights)} CLIP weights for {clip_count} CLIP models; give one --clip-weight per --clip"
-            )
-        if (self.iterations < 0 or self.batch_size < 1 or self.auto_layers < 0 or self.auto_layer_iters < 1
-                or self.auto_layer_batch < 1):  # fmt: skip
-            raise GaneditError(
-                "iterations must be >= 0, batch size >= 1, auto layers >= 0, auto layer iters and batch >= 1"
             )
 
 
@@ -404,10 +404,10 @@ def text_unlearn(
         write_resume(checkpoint, RESUME_FORMAT, identity, (step,), None, None, history=history, seconds=seconds,
                      **state)  # fmt: skip
 
-    task = progress.task("text-unlearn", settings.iterations, step) if progress is not None else None
+    task = progress.task("text-unlearn", settings.steps, step) if progress is not None else None
     started = time.perf_counter() - seconds
     with deferred_interrupts() as interrupt:
-        while step < settings.iterations:
+        while step < settings.steps:
             chosen = None
             if groups is not None:
                 z = torch.randn(settings.auto_layer_batch, G.z_dim, generator=rng).to(device)
@@ -446,12 +446,7 @@ def text_unlearn(
             step += 1
             seconds = time.perf_counter() - started
             history.append({name: float(f"{float(value.detach()):.4g}") for name, value in losses.items()})
-            if (
-                checkpoint is not None
-                and checkpoint_every
-                and step % checkpoint_every == 0
-                and step < settings.iterations
-            ):
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < settings.steps:
                 save()
             if interrupt.raised is not None:
                 if checkpoint is not None:
@@ -461,7 +456,7 @@ def text_unlearn(
                 progress.update(task, step, {**history[-1], **({"layers": len(chosen)} if chosen else {})})
     G_t.requires_grad_(False).eval()
     info = {
-        "iterations": step,
+        "steps": step,
         "seconds": round(seconds, 2),
         "trained_parameters": sum(p.numel() for p in parameters),
         "final_losses": history[-1] if history else {},

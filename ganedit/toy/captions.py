@@ -85,3 +85,13 @@ def known_words(text: str) -> tuple[list[str], list[str]]:
     words = [SYNONYMS.get(word, word) for word in re.findall(r"[a-z]+", text.lower())]
     words = [word for word in words if word]
     return [w for w in words if w in WORD_IDS], [w for w in words if w not in WORD_IDS]
+
+
+def added_word(concept: str, neutral: str) -> str | None:
+    """The one toy-world attribute word the concept adds to the neutral prompt ('red' for 'a red shape' vs
+    'a shape'), or None."""
+    from ganedit.toy.world import ATTRIBUTES
+
+    names = {name for values in ATTRIBUTES.values() for name in values}
+    added = [word for word in known_words(concept)[0] if word in names and word not in known_words(neutral)[0]]
+    return added[0] if len(added) == 1 else None
