@@ -189,10 +189,7 @@ def embed_tune_seconds(generator, judge, args, device, targets, starts_per_batch
     rounds, steps = rounds_and_steps(args.steps)
     synchronize(device)
     began = time.perf_counter()
-    et.embed_tune(
-        generator,
-        judge,
-        targets,
+    settings = et.EmbedTuneSettings(
         starts=REFERENCE_STARTS,
         rounds=rounds,
         steps=steps,
@@ -202,6 +199,7 @@ def embed_tune_seconds(generator, judge, args, device, targets, starts_per_batch
         compile=args.compile,
         starts_per_batch=starts_per_batch,
     )
+    et.embed_tune(generator, judge, targets, settings)
     synchronize(device)
     return time.perf_counter() - began
 

@@ -87,3 +87,10 @@ def interrupt_step(monkeypatch, at: int, action):
 
 def same_parameters(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def tune(generator, judge, targets, *, class_names=None, **settings):
+    """embed_tune with keyword settings (EmbedTuneSettings' fields)."""
+    from ganedit.procedures import embed_tune as et
+
+    return et.embed_tune(generator, judge, targets, et.EmbedTuneSettings(**settings), class_names=class_names)

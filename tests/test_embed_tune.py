@@ -18,6 +18,7 @@ from ganedit.errors import GaneditError
 from ganedit.generators.biggan_deep import BigGANDeep
 from ganedit.judges.classifiers import Judge, Preprocess
 from ganedit.procedures import embed_tune as et
+from tests.helpers import tune
 
 NUM_CLASSES = 6
 CLASS_NAMES = [f"c{i}" for i in range(NUM_CLASSES)]
@@ -134,7 +135,7 @@ def test_diversity_term_is_a_scalar_per_start_that_backpropagates(generator, jud
 def test_tuned_embeddings_stay_inside_the_table_box(generator, judge):
     table = generator.class_embeddings.detach()
     for bounds in ("per-dimension", "global"):
-        result = et.embed_tune(generator, judge, [0, 2], lr=5.0, weight_decay=0.0, bounds=bounds, **FAST)
+        result = tune(generator, judge, [0, 2], lr=5.0, weight_decay=0.0, bounds=bounds, **FAST)
         lo, hi = et.embedding_bounds(table, bounds)
         assert (result.embeddings >= lo).all() and (result.embeddings <= hi).all()
     assert torch.equal(et.embedding_bounds(table)[0], table.min(dim=0).values)
@@ -150,7 +151,7 @@ def test_latents_are_fresh_each_round_and_fixed_within_one(generator, judge, mon
         return original(generator, judge, embeddings, z, *args)
 
     monkeypatch.setattr(et, "am_loss", spy)
-    et.embed_tune(generator, judge, [1], starts=2, rounds=2, steps=3, batch_size=4, holdout=4)
+    tune(generator, judge, [1], starts=2, rounds=2, steps=3, batch_size=4, holdout=4)
     assert len(seen) == 6 and seen[0].shape == (2, 4, 16)
     assert torch.equal(seen[0], seen[2]) and torch.equal(seen[3], seen[5])
     assert not torch.equal(seen[0], seen[3])
@@ -162,7 +163,7 @@ def test_generator_and_judge_are_left_frozen_and_unchanged(generator, judge):
     before = {name: tensor.clone() for name, tensor in generator.state_dict().items()}
     flags = [p.requires_grad for p in generator.parameters()]
     generator.zero_grad(set_to_none=True)
-    result = et.embed_tune(generator, judge, [1], **FAST)
+    result = tune(generator, judge, [1], **FAST)
     assert all(torch.equal(before[name], tensor) for name, tensor in generator.state_dict().items())
     assert [p.requires_grad for p in generator.parameters()] == flags
     assert not any(p.requires_grad for p in judge.parameters())
@@ -172,7 +173,7 @@ def test_generator_and_judge_are_left_frozen_and_unchanged(generator, judge):
 
 def test_a_short_run_raises_the_target_probability_on_held_out_latents(generator, judge):
     target = judge.labels.index("new0")  # a class the generator lacks: before = the best initial embedding
-    result = et.embed_tune(
+    result = tune(
         generator,
         judge,
         [target],
@@ -192,7 +193,7 @@ def test_a_short_run_raises_the_target_probability_on_held_out_latents(generator
 
 def test_a_label_the_generator_lacks_becomes_an_appended_class(generator, judge):
     targets = [judge.labels.index("new1"), 2, judge.labels.index("new0")]
-    result = et.embed_tune(generator, judge, targets, class_names=CLASS_NAMES, **FAST)
+    result = tune(generator, judge, targets, class_names=CLASS_NAMES, **FAST)
     assert result.columns == [NUM_CLASSES, 2, NUM_CLASSES + 1]
     edited = result.generator
     assert edited.config.num_classes == NUM_CLASSES + 2
@@ -213,9 +214,9 @@ def test_class_correspondence():
 
 
 def test_same_seed_same_result_other_seed_other_result(generator, judge):
-    first = et.embed_tune(generator, judge, [1, 3], diversity="features", **FAST)
-    second = et.embed_tune(generator, judge, [1, 3], diversity="features", **FAST)
-    other = et.embed_tune(generator, judge, [1, 3], diversity="features", seed=1, **FAST)
+    first = tune(generator, judge, [1, 3], diversity="features", **FAST)
+    second = tune(generator, judge, [1, 3], diversity="features", **FAST)
+    other = tune(generator, judge, [1, 3], diversity="features", seed=1, **FAST)
     assert torch.equal(first.embeddings, second.embeddings)
     assert first.summary() == second.summary()
     assert not torch.equal(first.embeddings, other.embeddings)
@@ -232,7 +233,7 @@ def test_initialisations(generator, judge, init):
     else:
         assert (init_embeddings[0] - table[1]).abs().max() < 0.6
     with pytest.raises(GaneditError, match="init target"):
-        et.embed_tune(generator, judge, [judge.labels.index("new0")], class_names=CLASS_NAMES, init="target", **FAST)
+        tune(generator, judge, [judge.labels.index("new0")], class_names=CLASS_NAMES, init="target", **FAST)
 
 
 def test_full_model_and_patch_round_trip(generator, judge, tmp_path):
@@ -240,7 +241,7 @@ def test_full_model_and_patch_round_trip(generator, judge, tmp_path):
     ganedit.save_checkpoint(base_path, generator, class_names=CLASS_NAMES)
     base = ganedit.load_model(base_path)
     targets = [2, judge.labels.index("new0")]
-    result = et.embed_tune(base.generator, judge, targets, class_names=base.class_names, **FAST)
+    result = tune(base.generator, judge, targets, class_names=base.class_names, **FAST)
     parents = [{"source": str(base_path), "sha256": "0" * 64}]
     et.save_model(result, tmp_path / "full.safetensors", parents)
     et.save_patch(result, tmp_path / "patch.safetensors", parents)
@@ -261,7 +262,7 @@ def test_full_model_and_patch_round_trip(generator, judge, tmp_path):
 
 
 def test_before_after_grid(generator, judge, tmp_path):
-    result = et.embed_tune(generator, judge, [1, 2], class_names=CLASS_NAMES, **FAST)
+    result = tune(generator, judge, [1, 2], class_names=CLASS_NAMES, **FAST)
     images = et.before_after_images(result, count=3)
     assert images.shape == (12, 3, 32, 32)
     z = result.holdout_z[:3]
@@ -390,7 +391,7 @@ def test_bf16_loss_and_gradient_are_close_to_fp32(generator, judge, space):
 
 
 def test_bf16_run_records_its_precision_and_evaluates_close_to_fp32(generator, judge):
-    runs = {precision: et.embed_tune(generator, judge, [1], precision=precision, **FAST) for precision in et.PRECISIONS}
+    runs = {precision: tune(generator, judge, [1], precision=precision, **FAST) for precision in et.PRECISIONS}
     assert runs["bf16"].parameters["precision"] == "bf16" and runs["fp32"].parameters["compile"] is False
     assert runs["bf16"].embeddings.dtype == torch.float32
     before = {precision: run.reports[0].before.probability for precision, run in runs.items()}
@@ -414,10 +415,10 @@ def test_starts_per_batch_changes_nothing_but_the_batching(generator, judge):
 
 
 def test_speed_options_are_checked(generator, judge):
-    with pytest.raises(GaneditError, match="precision 'fp16' is not one of fp32, bf16"):
-        et.embed_tune(generator, judge, [1], precision="fp16", **FAST)
-    with pytest.raises(GaneditError, match="starts_per_batch must be at least 1"):
-        et.embed_tune(generator, judge, [1], starts_per_batch=0, **FAST)
+    with pytest.raises(GaneditError, match="--precision must be one of fp32, bf16; got 'fp16'"):
+        tune(generator, judge, [1], precision="fp16", **FAST)
+    with pytest.raises(GaneditError, match="--starts-per-batch must be at least 1"):
+        tune(generator, judge, [1], starts_per_batch=0, **FAST)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.compile takes minutes on a CPU")
@@ -427,9 +428,9 @@ def test_compiled_loss_matches_eager_and_compiles_once():
     generator = tiny_generator().cuda()
     judge = colour_judge(CLASS_NAMES + ["new0", "new1"]).cuda()
     assert et.compiled_am_loss() is et.compiled_am_loss()  # one wrapper per process
-    runs = [et.embed_tune(generator, judge, [1, 4], compile=compile, **FAST) for compile in (False, True)]
+    runs = [tune(generator, judge, [1, 4], compile=compile, **FAST) for compile in (False, True)]
     torch.testing.assert_close(runs[1].embeddings, runs[0].embeddings, atol=1e-4, rtol=1e-4)
     assert runs[1].parameters["compile"] is True
     graphs = counters["stats"]["unique_graphs"]
-    et.embed_tune(generator, judge, [2, 3], compile=True, **FAST)  # same models and shapes: no new compilation
+    tune(generator, judge, [2, 3], compile=True, **FAST)  # same models and shapes: no new compilation
     assert counters["stats"]["unique_graphs"] == graphs

@@ -17,9 +17,9 @@ import torch
 import ganedit
 from ganedit.generators.sampling import sample_latents
 from ganedit.judges import load_judge, resolve_label
-from ganedit.procedures import embed_tune as et
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, predict
+from tests.helpers import tune
 
 HELD_OUT = 300
 
@@ -76,7 +76,7 @@ def test_repurposing_teaches_an_unseen_class(toy, oracle, judge):
         max(accuracy(oracle_labels(generator, oracle, row, seed), "heart") for row in generator.class_embeddings)
         for seed in (1, 2)
     ]
-    result = et.embed_tune(generator, judge, [heart], class_names=names, init="top", seed=0)
+    result = tune(generator, judge, [heart], class_names=names, init="top", seed=0)
     report = result.reports[0]
     assert report.new and result.class_names[-1] == "heart"
     after = [accuracy(oracle_labels(generator, oracle, result.embeddings[0], seed), "heart") for seed in (1, 2)]
@@ -92,7 +92,7 @@ def test_repairing_a_collapsed_class_widens_its_colours(toy, oracle, judge):
     star = resolve_label(judge, "star")
     row = generator.class_embeddings[names.index("star")]
     baseline = [colour_entropy(oracle_labels(generator, oracle, row, seed)) for seed in (1, 2)]
-    result = et.embed_tune(
+    result = tune(
         generator, judge, [star], class_names=names, init="target", diversity="features", diversity_weight=5.0, seed=0
     )
     assert not result.reports[0].new and result.reports[0].column == names.index("star")

@@ -1,5 +1,6 @@
 """`ganedit embed-tune` and `apply-patch`: the command line of ganedit.procedures.embed_tune."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -7,172 +8,66 @@ import click
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
+from ganedit.cli.recipe import recipe_options, require, resolve
 from ganedit.errors import GaneditError
-from ganedit.procedures.embed_tune import BOUNDS as BOUNDS_CHOICES  # noqa: E402
-from ganedit.procedures.embed_tune import DIVERSITY_SPACES as DIVERSITY_CHOICES  # noqa: E402
-from ganedit.procedures.embed_tune import INIT_STRATEGIES as INIT_CHOICES  # noqa: E402
+from ganedit.procedures.embed_tune import EmbedTuneSettings
+from ganedit.settings import setting
+
+
+@dataclass
+class EmbedTuneRun:
+    """What `ganedit embed-tune` runs on and writes (a recipe's top-level keys)."""
+
+    model: str | None = setting(None, "The BigGAN-deep model (path or zoo name).", option=False)
+    classes: list[str] = setting([], "Judge label to tune for (repeatable); names match ignoring case, spaces and "
+                                 "underscores.", aliases=("--class",), metavar="NAME_OR_INDEX")  # fmt: skip
+    output: str | None = setting(None, "The edited model (.safetensors), or with --patch only the tuned embeddings.",
+                                 aliases=("-o",), metavar="FILE")  # fmt: skip
+    judge: list[str] = setting([], "The judge (repeatable: an ensemble); see below.", aliases=("--classifier",),
+                               metavar="SPEC")  # fmt: skip
+    labels: str | None = setting(None, "Labels file of a local judge: one label per line, in output order.",
+                                 metavar="FILE")  # fmt: skip
+    patch: bool = setting(False, "Write only the tuned embeddings (a small patch file) to -o.")
+    grid: str | None = setting(None, "PNG of before / after samples, two rows per class, same latents.",
+                               metavar="FILE")  # fmt: skip
 
 
 @cli.command(
     "embed-tune",
     context_settings=CONTEXT,
     epilog="""\b
-MODEL defaults to the embedded toy model (toy-biggan), judged by the toy oracle.
+MODEL defaults to the command's packaged recipe (ganedit/data/recipes/embed-tune.toml): the embedded
+toy BigGAN-deep, judged by the toy oracle.
 
 \b
 Examples:
   ganedit embed-tune --class heart -o heart.safetensors          # re-purpose the toy model to a new class
   ganedit embed-tune --class star --init target --diversity features -o star.safetensors   # repair a class
   ganedit embed-tune biggan-deep-256 --class daisy -o daisy.safetensors
-  ganedit embed-tune biggan-deep-256 --class daisy --class 'tiger shark' --classifier alexnet \\
-      --classifier resnet50 --init target -o repaired.safetensors --grid before_after.png
-  ganedit embed-tune biggan-deep-256 --class 'hotel room' --classifier places365-resnet18 \\
+  ganedit embed-tune biggan-deep-256 --class daisy --class 'tiger shark' --judge alexnet \\
+      --judge resnet50 --init target -o repaired.safetensors --grid before_after.png
+  ganedit embed-tune biggan-deep-256 --class 'hotel room' --judge places365-resnet18 \\
       --init top -o hotel_room.patch.safetensors --patch
-  ganedit embed-tune model.safetensors --class 3 --classifier resnet18=my.safetensors --labels my.txt -o out.safetensors
+  ganedit embed-tune model.safetensors --class 3 --judge resnet18=my.safetensors --labels my.txt -o out.safetensors
 
 \b
---classifier SPEC (repeat for an ensemble, the mean of their log-softmax):
+--judge SPEC (repeat for an ensemble, the mean of their log-softmax; --classifier is an alias):
   resnet50, alexnet, vit_b_16, ...   torchvision ImageNet classifiers (resnet50:IMAGENET1K_V2 names weights)
   places365-resnet18 (-resnet50, -alexnet, -densenet161)   Places365 scene classifiers
   ARCH=PATH with --labels FILE       a local torchvision-architecture state dict, one label per line
   toy                                the toy world's shape oracle
-Default: toy for a model whose classes are toy shapes, resnet50 for a 1000-class model.
+Default: resnet50 for a 1000-class model.
 Weights download once into $TORCH_HOME/hub/checkpoints.
 
 \b
 --class is a label of the classifier; a label the model has (by name, or the same index when the model's
 classes are the classifier's) is replaced, one it lacks becomes a new class appended to the model.""",
 )
-@click.argument("model", default="toy-biggan")
-@click.option(
-    "--class",
-    "classes",
-    multiple=True,
-    required=True,
-    metavar="NAME_OR_INDEX",
-    help="Classifier label to tune for (repeatable); names match ignoring case, spaces and underscores.",
-)
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The edited model (.safetensors), or with --patch only the tuned embeddings.",
-)
-@click.option("--classifier", "classifiers", multiple=True, metavar="SPEC", help="The judge (repeatable); see below.")
-@click.option(
-    "--labels",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Labels file for a local classifier file: one label per line, in output order.",
-)
-@click.option(
-    "--init",
-    default="mean",
-    show_default=True,
-    type=click.Choice(INIT_CHOICES),
-    help="Starting embeddings: table mean + noise, the judge's top classes, random rows, the target's row.",
-)
-@click.option("--starts", default=3, show_default=True, type=click.IntRange(1), help="Starts per class (best kept).")
-@click.option("--rounds", default=10, show_default=True, type=click.IntRange(1), help="Fresh latent batches.")
-@click.option("--steps", default=20, show_default=True, type=click.IntRange(1), help="Adam steps per latent batch.")
-@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(2), help="Latents per start per step.")
-@click.option(
-    "--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True), help="Adam learning rate."
-)
-@click.option(
-    "--weight-decay",
-    default=0.9,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Adam weight decay (L2 pull of the embedding towards 0).",
-)
-@click.option(
-    "--diversity",
-    default="softmax",
-    show_default=True,
-    type=click.Choice(DIVERSITY_CHOICES),
-    help="Space of the mode-seeking diversity term.",
-)
-@click.option(
-    "--diversity-weight",
-    default=0.1,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="alpha in L = L_CE - alpha * L_div (0 turns it off).",
-)
-@click.option(
-    "--bounds",
-    default="per-dimension",
-    show_default=True,
-    type=click.Choice(BOUNDS_CHOICES),
-    help="Clamp box from the model's embedding table: per dimension, or its global min/max.",
-)
-@click.option(
-    "--truncation",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
-    help="BigGAN truncation t for tuning and evaluation.",
-)
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same result.")
-@click.option(
-    "--holdout",
-    default=32,
-    show_default=True,
-    type=click.IntRange(2),
-    help="Held-out latents that choose the best start and score before/after.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="bf16: generator and judge under bf16 autocast (for GPUs); embeddings and Adam stay fp32.",
-)
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the step (pays off on a GPU over many steps).")
-@click.option(
-    "--starts-per-batch",
-    type=click.IntRange(1),
-    default=None,
-    help="Optimise at most this many starts at once (default: all classes x starts in one batch).",
-)
-@click.option("--patch", is_flag=True, help="Write only the tuned embeddings (a small patch file) to -o.")
-@click.option(
-    "--grid",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="PNG of before/after samples, two rows per class, same latents.",
-)
+@click.argument("model", required=False)
+@recipe_options(EmbedTuneRun, EmbedTuneSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options
-def embed_tune_command(
-    model,
-    classes,
-    output,
-    classifiers,
-    labels,
-    init,
-    starts,
-    rounds,
-    steps,
-    batch_size,
-    lr,
-    weight_decay,
-    diversity,
-    diversity_weight,
-    bounds,
-    truncation,
-    seed,
-    holdout,
-    precision,
-    compile_,
-    starts_per_batch,
-    patch,
-    grid,
-    as_json,
-    device,
-    quiet,
-    offline,
-):
+def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **options):
     """Fine-tune BigGAN class embeddings so a classifier sees the class (repair or re-purpose a class)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -182,6 +77,12 @@ def embed_tune_command(
     from ganedit.store.provenance import parent_record
 
     torch_device = apply_common(device, quiet, offline)
+    resolved = resolve("embed-tune", EmbedTuneRun, EmbedTuneSettings, {**options, "model": model}, recipe_file)
+    run, settings = resolved.run, resolved.settings
+    model = require(run.model, "give MODEL (a path or zoo name) or `model` in the recipe")
+    classes = require(run.classes, "say which class to tune: --class NAME (repeatable), or `classes` in the recipe")
+    output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
+    grid = Path(run.grid) if run.grid else None
     check_writable(output, grid)
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
@@ -190,9 +91,7 @@ def embed_tune_command(
         raise GaneditError(
             f"{model} is a {bundle.generator.arch} model; embed-tune needs a BigGAN-deep model (class embeddings)"
         )
-    if not classifiers:
-        classifiers = (default_judge(bundle),)
-    judge = load_judges(list(classifiers), labels, torch_device)
+    judge = load_judges(run.judge or [default_judge(bundle)], run.labels, torch_device)
     targets = [resolve_label(judge, name) for name in classes]
 
     with Progress(
@@ -203,39 +102,19 @@ def embed_tune_command(
         console=stderr_console(),
         transient=True,
     ) as bar:
-        task = bar.add_task(f"embed-tune on {torch_device}: {len(targets)} class(es) x {starts} starts", total=None)
-        result = et.embed_tune(
-            bundle.generator,
-            judge,
-            targets,
-            class_names=bundle.class_names,
-            init=init,
-            starts=starts,
-            rounds=rounds,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            diversity=diversity,
-            diversity_weight=diversity_weight,
-            truncation=truncation,
-            bounds=bounds,
-            seed=seed,
-            holdout=holdout,
-            precision=precision,
-            compile=compile_,
-            starts_per_batch=starts_per_batch,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        description = f"embed-tune on {torch_device}: {len(targets)} class(es) x {settings.starts} starts"
+        task = bar.add_task(description, total=None)
+        result = et.embed_tune(bundle.generator, judge, targets, settings, class_names=bundle.class_names,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     parents = [parent_record(str(model), model_path)]
-    (et.save_patch if patch else et.save_model)(result, output, parents)
+    (et.save_patch if run.patch else et.save_model)(result, output, parents, resolved.recipe)
     if grid is not None:
         et.save_before_after_grid(result, grid)
     report = {
         "model": str(model),
         "classifier": judge.name,
         "written": str(output),
-        "kind": "patch" if patch else "model",
+        "kind": "patch" if run.patch else "model",
         "grid": str(grid) if grid else None,
         "parameters": result.parameters,
         "classes": result.summary(),
@@ -245,7 +124,7 @@ def embed_tune_command(
         return
     from rich.table import Table
 
-    table = Table(title=f"embed-tune with {judge.name} ({holdout} held-out latents)")
+    table = Table(title=f"embed-tune with {judge.name} ({settings.holdout} held-out latents)")
     for column in ("class", "model class", "target prob.", "accuracy", "diversity"):
         table.add_column(column)
     for row in result.reports:
@@ -304,14 +183,10 @@ def apply_patch_command(patch_file, model, output, as_json, device, quiet, offli
 
 
 def default_judge(bundle) -> str:
-    """The judge a model is meant for: the toy oracle for toy-shape classes, ResNet-50 for ImageNet's 1000."""
-    from ganedit.toy.world import SHAPES
-
-    if bundle.class_names and set(bundle.class_names) <= set(SHAPES):
-        return "toy"
+    """The judge a 1000-class (ImageNet) model is meant for: ResNet-50; other models must name theirs."""
     if bundle.generator.config.num_classes == 1000:
         return "resnet50"
     raise GaneditError(
-        f"{bundle.source} has {bundle.generator.config.num_classes} classes: choose the judge with --classifier "
+        f"{bundle.source} has {bundle.generator.config.num_classes} classes: choose the judge with --judge "
         "(see `ganedit embed-tune --help`)"
     )

@@ -58,6 +58,7 @@ from torch import nn
 from ganedit.errors import GaneditError
 from ganedit.generators.sampling import sample_latents
 from ganedit.judges.classifiers import normalise_label
+from ganedit.settings import as_dict, check, derived_seed, setting
 from ganedit.store.atomic import atomic_write
 
 INIT_STRATEGIES = ("mean", "top", "random", "target")
@@ -108,29 +109,47 @@ class EmbedTuneResult:
         return [dataclasses.asdict(report) for report in self.reports]
 
 
+@dataclass
+class EmbedTuneSettings:
+    """Every setting of the procedure: the command line's options and a recipe's [settings] are these.
+
+    Defaults are the reference's (qilimk/biggan-am): Adam lr 0.1, weight decay 0.9, 10 rounds x 20 steps
+    on a fresh latent batch each round, batch 10, 3 starts, mean initialisation.
+    """
+
+    init: str = setting("mean", "Starting embeddings: table mean + noise, the judge's top classes, random rows, "
+                        "the target's own row.", choices=INIT_STRATEGIES)  # fmt: skip
+    starts: int = setting(3, "Independent starts per class; the best on held-out latents is kept.", min=1)
+    rounds: int = setting(10, "Fresh latent batches.", min=1)
+    steps: int = setting(20, "Adam steps per latent batch.", min=1)
+    batch_size: int = setting(10, "N, latents per start per step.", min=2)
+    lr: float = setting(0.1, "Adam learning rate (betas 0.9, 0.999).", min=0, min_open=True)
+    weight_decay: float = setting(0.9, "Adam weight decay: the L2 pull of e towards 0.", min=0)
+    diversity: str = setting("softmax", "phi of the mode-seeking diversity term.", choices=DIVERSITY_SPACES)
+    diversity_weight: float = setting(0.1, "alpha in L = L_CE - alpha * L_div (0 turns it off).", min=0)
+    truncation: float = setting(1.0, "BigGAN truncation t of tuning and evaluation.", min=0, max=1, min_open=True)
+    bounds: str = setting("per-dimension", "Clamp box from the model's embedding table: per dimension, or its "
+                          "global min / max (the reference's).", choices=BOUNDS)  # fmt: skip
+    seed: int = setting(0, "Every random draw (inits, latents, pairs, held-out latents) derives from it.")
+    holdout: int = setting(32, "Held-out latents that choose the best start and score before / after.", min=2)
+    precision: str = setting("fp32", "bf16: G and the judge under bf16 autocast (for GPUs); embeddings and Adam "
+                             "stay fp32.", choices=PRECISIONS)  # fmt: skip
+    compile: bool = setting(False, "torch.compile each step's loss (pays off on a GPU over many steps).")
+    starts_per_batch: int | None = setting(None, "Optimise at most this many starts at once (default: all classes "
+                                           "x starts in one batch).", min=1)  # fmt: skip
+
+    def __post_init__(self):
+        check(self)
+
+
 def embed_tune(
     generator: nn.Module,
     judge: nn.Module,
     targets: list[int],
+    settings: EmbedTuneSettings | None = None,
     *,
     class_names: list[str] | None = None,
-    init: str = "mean",
-    starts: int = 3,
-    rounds: int = 10,
-    steps: int = 20,
-    batch_size: int = 10,
-    lr: float = 0.1,
-    weight_decay: float = 0.9,
-    diversity: str = "softmax",
-    diversity_weight: float = 0.1,
-    truncation: float = 1.0,
-    bounds: str = "per-dimension",
-    seed: int = 0,
-    holdout: int = 32,
     eval_batch_size: int = 64,
-    precision: str = "fp32",
-    compile: bool = False,
-    starts_per_batch: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EmbedTuneResult:
     """Tune one class embedding per target label of `judge` (methods.md section 1).
@@ -139,69 +158,26 @@ def embed_tune(
         generator:        a BigGAN-deep (`G.from_embedding`), frozen and left unchanged.
         judge:            a frozen classifier over [-1, 1] images with `labels` (ganedit.judges).
         targets:          judge label indices to tune for.
+        settings:         EmbedTuneSettings (None: the reference's defaults). `precision` bf16 runs G and
+                          the judge under bfloat16 autocast in the steps and the evaluation; `compile` runs
+                          each step's loss (G + judge + loss) under `torch.compile`, its one-time
+                          compilation paid once per process (see `compiled_am_loss`); `starts_per_batch`
+                          bounds the batch (and memory) of a many-class run, results the same up to float
+                          rounding (with `compile`, keep it a divisor of classes x starts: one shape).
         class_names:      the generator's class names (None: unnamed), to match labels to classes.
-        init:             mean | top | random | target (see `initial_embeddings`).
-        starts:           independent starts per class; the best on held-out latents is kept.
-        rounds, steps:    `rounds` fresh latent batches, each used for `steps` Adam steps.
-        batch_size:       N, latents per start per step.
-        lr, weight_decay: Adam's (betas 0.9, 0.999); weight decay is Adam's L2 pull of e towards 0.
-        diversity:        phi of the diversity term: softmax | features | pixels | off.
-        diversity_weight: alpha (0 turns the term off).
-        truncation:       t: latents are t * truncated_normal(-2, 2), and G uses t's statistics.
-        bounds:           per-dimension | global clamp box from the model's embedding table.
-        seed:             every random draw (inits, latents, pairs, held-out latents) derives from it.
-        holdout:          number of held-out latents for choosing the best start and reporting.
         eval_batch_size:  images per forward pass when evaluating (no gradients).
-        precision:        fp32 | bf16. bf16 runs G and the judge under bfloat16 autocast, in the steps and in
-                          the evaluation; it is for GPUs with bf16 tensor cores (allowed on a CPU, where it
-                          is rarely faster). Embeddings, Adam state and the loss reduction stay fp32.
-        compile:          run each step's loss (G + judge + loss) under `torch.compile`, for GPU speed; the
-                          one-time compilation is paid once per process (see `compiled_am_loss`).
-        starts_per_batch: starts (of all classes together) optimised in one batch; None: all of them.
-                          Lower it to bound memory in many-class runs; results are the same up to float
-                          rounding. With `compile`, keep it a divisor of classes x starts (one shape).
         progress:         called as progress(steps_done, steps_total) after each round.
     """
-    _check_arguments(
-        generator,
-        judge,
-        targets,
-        init,
-        starts,
-        rounds,
-        steps,
-        batch_size,
-        diversity,
-        bounds,
-        holdout,
-        precision,
-        starts_per_batch,
-    )
-    parameters = {
-        "judge": judge.name,
-        "targets": [judge.labels[index] for index in targets],
-        "init": init,
-        "starts": starts,
-        "rounds": rounds,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "diversity": diversity,
-        "diversity_weight": diversity_weight,
-        "truncation": truncation,
-        "bounds": bounds,
-        "seed": seed,
-        "holdout": holdout,
-        "precision": precision,
-        "compile": compile,
-        "starts_per_batch": starts_per_batch,
-    }
+    settings = settings or EmbedTuneSettings()
+    init, starts, rounds, steps = settings.init, settings.starts, settings.rounds, settings.steps
+    truncation, seed, holdout, precision = settings.truncation, settings.seed, settings.holdout, settings.precision
+    _check_arguments(generator, judge, targets, init, starts)
+    parameters = {"judge": judge.name, "targets": [judge.labels[index] for index in targets], **as_dict(settings)}
     device = next(generator.parameters()).device
     table = generator.class_embeddings.detach()  # [classes, z_dim]
     num_classes, z_dim = table.shape
     columns, new_names = generator_columns(judge.labels, targets, class_names, num_classes)
-    lo, hi = embedding_bounds(table, bounds)
+    lo, hi = embedding_bounds(table, settings.bounds)
 
     with frozen(generator), frozen(judge):
         init_embeddings = initial_embeddings(
@@ -216,16 +192,16 @@ def embed_tune(
             hi,
             rounds=rounds,
             steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            diversity=diversity,
-            diversity_weight=diversity_weight,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            diversity=settings.diversity,
+            diversity_weight=settings.diversity_weight,
             truncation=truncation,
             seed=seed,
             precision=precision,
-            compile=compile,
-            starts_per_batch=starts_per_batch,
+            compile=settings.compile,
+            starts_per_batch=settings.starts_per_batch,
             progress=progress,
         )  # [K * S, D], clamped
 
@@ -621,11 +597,6 @@ def edited_generator(generator: nn.Module, columns: list[int], embeddings: torch
 # --- helpers: seeds, latents, freezing ------------------------------------------------------------------
 
 
-def derived_seed(seed: int, purpose: str) -> int:
-    """An independent seed for each use of randomness, derived from the run's seed."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:7], "little")
-
-
 def round_latents(
     generator: nn.Module, rounds: int, count: int, batch_size: int, seed: int, truncation: float
 ) -> torch.Tensor:
@@ -665,31 +636,12 @@ class frozen:
             parameter.requires_grad_(flag)
 
 
-def _check_arguments(
-    generator, judge, targets, init, starts, rounds, steps, batch_size, diversity, bounds, holdout, precision, per_batch
-):
+def _check_arguments(generator, judge, targets, init, starts):
+    """What the settings' own checks cannot know: the model, the judge and the targets."""
     if getattr(generator, "arch", None) != "biggan-deep":
         raise GaneditError(
             f"embed-tune needs a BigGAN-deep model (class embeddings to tune); got {getattr(generator, 'arch', '?')}"
         )
-    for name, value, allowed in (
-        ("init", init, INIT_STRATEGIES),
-        ("diversity", diversity, DIVERSITY_SPACES),
-        ("bounds", bounds, BOUNDS),
-        ("precision", precision, PRECISIONS),
-    ):
-        if value not in allowed:
-            raise GaneditError(f"{name} {value!r} is not one of {', '.join(allowed)}")
-    for name, value, least in (
-        ("starts", starts, 1),
-        ("rounds", rounds, 1),
-        ("steps", steps, 1),
-        ("batch_size", batch_size, 2),
-        ("holdout", holdout, 2),
-        ("starts_per_batch", 1 if per_batch is None else per_batch, 1),
-    ):
-        if value < least:
-            raise GaneditError(f"{name} must be at least {least}, got {value}")
     if not targets:
         raise GaneditError("no target class given")
     if len(set(targets)) != len(targets):
@@ -713,8 +665,8 @@ def embedding_table_sha256(generator: nn.Module) -> str:
     return hashlib.sha256(table.numpy().tobytes()).hexdigest()
 
 
-def save_model(result: EmbedTuneResult, path: Path | str, parents: list[dict]) -> Path:
-    """The edited generator as a ganedit checkpoint, with provenance (procedure, parameters, parents)."""
+def save_model(result: EmbedTuneResult, path: Path | str, parents: list[dict], recipe: dict | None = None) -> Path:
+    """The edited generator as a ganedit checkpoint, with provenance (procedure, parameters, parents, recipe)."""
     from ganedit.generators.formats.ganedit_file import save_checkpoint
     from ganedit.store.provenance import make_provenance
 
@@ -724,11 +676,12 @@ def save_model(result: EmbedTuneResult, path: Path | str, parents: list[dict]) -
         parents,
         seed=result.parameters["seed"],
         evaluation={"classes": result.summary()},
+        recipe=recipe,
     )
     return save_checkpoint(path, result.generator, None, result.class_names, provenance)
 
 
-def save_patch(result: EmbedTuneResult, path: Path | str, parents: list[dict]) -> Path:
+def save_patch(result: EmbedTuneResult, path: Path | str, parents: list[dict], recipe: dict | None = None) -> Path:
     """Only the changed and appended embeddings, as a small safetensors file.
 
     Tensors: `embeddings` [K, z_dim] (fp32), `columns` [K] (int64). Metadata `ganedit.patch` (JSON):
@@ -758,6 +711,7 @@ def save_patch(result: EmbedTuneResult, path: Path | str, parents: list[dict]) -
                     parents,
                     seed=result.parameters["seed"],
                     evaluation={"classes": result.summary()},
+                    recipe=recipe,
                 ),
             }
         )
