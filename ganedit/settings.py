@@ -60,8 +60,8 @@ def setting(
         "metavar": metavar,
         "option": option,
     }
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -82,6 +82,8 @@ def _kind(annotation) -> tuple[str, object]:
         return "optional", inner
     if origin is list:
         return "list", args[0]
+    if origin is dict:
+        return "mapping", args[1]
     if origin is tuple:
         return "pair", args[0]
     return "scalar", annotation
@@ -90,7 +92,8 @@ def _kind(annotation) -> tuple[str, object]:
 def _type_name(kind: str, item) -> str:
     name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[item]
     return {"scalar": name, "optional": name, "list": f"a list of {name.split(' ', 1)[-1]}s",
-            "pair": f"a pair of {name.split(' ', 1)[-1]}s"}[kind]  # fmt: skip
+            "pair": f"a pair of {name.split(' ', 1)[-1]}s",
+            "mapping": f"a table of names to {name.split(' ', 1)[-1]}s"}[kind]  # fmt: skip
 
 
 def _scalar(value, item, describe: Callable[[str], str]):
@@ -122,6 +125,12 @@ def check_value(spec: Field, value, where: str = ""):
     kind, item = _kind(spec.type)
     if kind == "optional" and value is None:
         return None
+    if kind == "mapping":
+        if isinstance(value, list | tuple):  # the command line's repeated NAME=VALUE
+            value = dict(_pair_item(item, describe) for item in value)
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise GaneditError(describe(f"must be {_type_name(kind, item)}, got {value!r}"))
+        return {k: _check_scalar(spec, _scalar(v, item, describe), describe) for k, v in value.items()}
     if kind in ("list", "pair"):
         if not isinstance(value, list | tuple):
             raise GaneditError(describe(f"must be {_type_name(kind, item)}, got {value!r}"))
@@ -132,6 +141,16 @@ def check_value(spec: Field, value, where: str = ""):
             return tuple(values)
         return values
     return _check_scalar(spec, _scalar(value, item, describe), describe)
+
+
+def _pair_item(item, describe) -> tuple[str, float]:
+    name, separator, number = str(item).partition("=")
+    try:
+        if not separator or not name.strip():
+            raise ValueError
+        return name.strip(), float(number)
+    except ValueError:
+        raise GaneditError(describe(f"expects NAME=NUMBER (e.g. mapping=0.5), got {item!r}")) from None
 
 
 def _check_scalar(spec: Field, value, describe):
@@ -220,7 +239,7 @@ def _option(click, spec: Field, shown):
         spec.default_factory() if spec.default_factory is not MISSING else None
     )  # fmt: skip
     help_text = meta.get("help", "")
-    if default is not None and default != [] and kind != "pair":
+    if default is not None and default != [] and default != {} and kind != "pair":
         help_text += f" [default: {_shown(default)}" + (f"; {shown}" if shown else "") + "]"
     elif kind == "pair":
         help_text += f" [default: {' '.join(map(_shown, default))}]"
@@ -231,8 +250,10 @@ def _option(click, spec: Field, shown):
     if meta.get("choices") is not None:
         click_type = click.Choice([str(c) for c in meta["choices"]])
     kwargs = {"type": click_type, "default": None, "help": help_text, "metavar": meta.get("metavar")}
-    if kind == "list":
+    if kind in ("list", "mapping"):
         kwargs.update(multiple=True, default=())
+    if kind == "mapping":
+        kwargs.update(type=click.STRING, metavar=meta.get("metavar") or "NAME=VALUE")
     if kind == "pair":
         kwargs.update(nargs=2)
     return click.option(*names, spec.name, **kwargs)
@@ -242,12 +263,20 @@ def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def given_options(cls, values: Mapping) -> dict:
-    """The fields of cls that the command line set (not None; lists not empty), as checked values."""
+def given_options(cls, values: Mapping, include_hidden: bool = False) -> dict:
+    """The fields of cls that the command line set (not None; lists not empty), as checked values.
+
+    Fields without an option (option=False) are skipped unless include_hidden (a command's positional
+    arguments, which it passes in itself).
+    """
     out = {}
     for spec in dataclasses.fields(cls):
+        if not (include_hidden or spec.metadata.get("option", True)):
+            continue
         value = values.get(spec.name)
-        if value is None or (isinstance(value, tuple | list) and not value and _kind(spec.type)[0] == "list"):
+        if value is None or (
+            isinstance(value, tuple | list) and not value and _kind(spec.type)[0] in ("list", "mapping")
+        ):
             continue
         out[spec.name] = check_value(spec, list(value) if isinstance(value, tuple) else value)
     return out
@@ -290,6 +319,10 @@ def to_toml(recipe: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -299,4 +332,6 @@ def _toml_value(value) -> str:
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} as TOML")

@@ -179,7 +179,8 @@ def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, 
     unconditional = conformance_dir / "nvidia-sg2-tiny.pkl"
     conditional = conformance_dir / "nvidia-sg2-tiny-c2.pkl"
     output = tmp_path / "merged.safetensors"
-    argv = ["merge", unconditional, conditional, "--names", "plain,second", "--parent-class", "0,1", "-o", output,
+    argv = ["merge", unconditional, conditional, "--name", "plain", "--name", "second", "--parent-class", 0,
+            "--parent-class", 1, "-o", output,
             "--rooting-steps", 2, "--steps", 2, "--batch-size", 4, "--device", "cpu", "-q", "--json"]  # fmt: skip
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -197,17 +198,26 @@ def test_nvidia_unconditional_and_conditional_pickles_merge_and_train(tmp_path, 
     assert code == 0 and "rooting_steps" in capsys.readouterr().out
 
 
-def test_a_rosinality_checkpoint_merges_from_a_config_file(tmp_path, capsys, conformance_dir):
+def test_a_rosinality_checkpoint_merges_from_a_recipe_and_the_recipe_repeats_the_run(tmp_path, capsys, conformance_dir):
     model = conformance_dir / "rosinality-sg2-tiny.pt"
-    config = tmp_path / "merge.toml"
-    config.write_text(
-        f'models = ["{model}", "{model}"]\nnames = ["left", "right"]\noutput = "{tmp_path / "m.safetensors"}"\n'
-        'rooting_steps = 2\nsteps = 2\nbatch_size = 4\nrule = "ties"\n[block_weights]\nmapping = 0.5\n'
+    recipe = tmp_path / "merge.toml"
+    recipe.write_text(
+        f'command = "merge"\nmodels = ["{model}", "{model}"]\nnames = ["left", "right"]\n'
+        f'output = "{tmp_path / "m.safetensors"}"\n'
+        '[settings]\nrooting_steps = 2\nsteps = 2\nbatch_size = 4\nrule = "ties"\nblock_weights = {mapping = 0.5}\n'
     )
-    code = main(["merge", "--config", str(config), "--device", "cpu", "-q"])
+    code = main(["merge", "--recipe", str(recipe), "--device", "cpu", "-q"])
     assert code == 0, capsys.readouterr().err
-    settings = ganedit.load_model(tmp_path / "m.safetensors").metadata["provenance"]["parameters"]["config"]
+    first = ganedit.load_model(tmp_path / "m.safetensors")
+    settings = first.metadata["provenance"]["parameters"]["config"]
     assert settings["rule"] == "ties" and settings["block_weights"] == {"mapping": 0.5}
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "m.safetensors"), "--recipe"]) == 0
+    again = tmp_path / "again.toml"
+    again.write_text(capsys.readouterr().out)
+    code = main(["merge", "--recipe", str(again), "-o", str(tmp_path / "again.safetensors"), "--device", "cpu", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert same_parameters(first.generator, ganedit.load_model(tmp_path / "again.safetensors").generator)
 
 
 # --- bad input ----------------------------------------------------------------------------------------
@@ -249,8 +259,8 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, mess
         "no discriminator": [a, write_model(tmp_path / "g.safetensors", with_D=False)],
     }.get(case, [a, b])
     extra = {
-        "duplicate names": ["--names", "cats,Cats"],
-        "proportions": ["--proportions", "1,2,3"],
+        "duplicate names": ["--name", "cats", "--name", "Cats"],
+        "proportions": ["--proportion", 1, "--proportion", 2, "--proportion", 3],
         "unknown root": ["--root", "dogs"],
         "block weight": ["--block-weight", "synthesis.b1024=0.5"],
         "rooted without rooting": ["--no-rooting", "--rooted", b],

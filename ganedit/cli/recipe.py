@@ -54,7 +54,10 @@ def resolve(command: str, run_cls, settings_cls, options: dict, recipe_file: Pat
     user_run, user_settings, sources = {}, {}, []
     if recipe_file is not None:
         user_run, user_settings = split_recipe(read_toml(recipe_file), command, run_cls, settings_cls, str(recipe_file))
-    given_run, given_settings = given_options(run_cls, options), given_options(settings_cls, options)
+    given_run, given_settings = (
+        given_options(run_cls, options, include_hidden=True),
+        given_options(settings_cls, options),
+    )
     models = given_run.get(model_key) or user_run.get(model_key)
     base_file = _base_recipe(command, models)
     base_run, base_settings = {}, {}

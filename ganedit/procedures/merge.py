@@ -42,6 +42,7 @@ from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.generators.registry import config_dict, load_exact_state
 from ganedit.generators.sampling import num_classes
 from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganedit.settings import check, setting
 
 RULES = ("mean", "task-arithmetic", "ties", "slerp")
 RESUME_FORMAT = "ganedit.procedures.merge-resume"
@@ -63,37 +64,33 @@ class Parent:
 class MergeSettings:
     """Every parameter of the procedure (the CLI's options and merge.toml's keys have the same names)."""
 
-    root: int = 0  # index of the root model
-    rooting: bool = True  # False: the naive baseline (average the parents directly)
-    rooting_steps: int = 1000  # stage 1 steps per rooted model
-    steps: int = 1000  # union fine-tuning steps
-    batch_size: int = 32  # the paper's (128 px)
-    lr: float = 0.002  # Adam learning rate (betas 0, 0.99), both stages
-    r1_gamma: float = 10.0
-    pl_weight: float = 2.0  # path-length regularisation (StyleGAN2's, lazy every 4 steps)
-    style_mixing: float = 0.9
-    ema_kimg: float = 10.0  # G_ema half-life, with ADA's rampup (0.05 of the images seen)
-    discriminator_warmup: int = 0  # D-only steps before each stage's steps (not the paper's; 0 = none)
-    rule: str = "mean"  # mean | task-arithmetic | ties | slerp
-    weights: list[float] | None = None  # task-arithmetic / ties: one per non-root model; slerp: [t]
-    density: float = 0.2  # ties: the fraction of each task vector's entries kept (largest magnitudes)
-    block_weights: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> offset scale
-    proportions: list[float] | None = None  # union fine-tuning's class proportions (uniform when None)
-    w_avg_samples: int = 10000  # latents per class for the recomputed truncation centres
-    seed: int = 0
+    root: int = setting(0, "Index of the root model.", min=0, option=False)
+    rooting: bool = setting(True, "Root every model in the root's basin first (off: the naive baseline, "
+                            "averaging the parents directly).")  # fmt: skip
+    rooting_steps: int = setting(1000, "Stage 1 steps per rooted model.", min=0)
+    steps: int = setting(1000, "Union fine-tuning steps.", min=0)
+    batch_size: int = setting(32, "Images per step (the paper's, at 128 px).", min=1)
+    lr: float = setting(0.002, "Adam learning rate of both stages (betas 0, 0.99).", min=0, min_open=True)
+    r1_gamma: float = setting(10.0, "R1 weight.", min=0)
+    pl_weight: float = setting(2.0, "Path-length regularisation weight (StyleGAN2's, lazy every 4 steps).", min=0)
+    style_mixing: float = setting(0.9, "Style-mixing probability.", min=0, max=1)
+    ema_kimg: float = setting(10.0, "G_ema half-life in kimg, with ADA's rampup.", min=0)
+    discriminator_warmup: int = setting(0, "D-only steps before each stage's steps (not the paper's; 0 = none).",
+                                        min=0)  # fmt: skip
+    rule: str = setting("mean", "How the root and rooted models combine (see below).", choices=RULES)
+    weights: list[float] = setting([], "Rule weights, one per non-root model (slerp: t); repeatable.",
+                                   aliases=("--weight",))  # fmt: skip
+    density: float = setting(0.2, "ties: the share of each task vector's entries kept.", min=0, max=1, min_open=True)
+    block_weights: dict[str, float] = setting({}, "Scale the merged offset of parameters starting with PREFIX "
+                                              "(repeatable).", aliases=("--block-weight",),
+                                              metavar="PREFIX=S")  # fmt: skip
+    proportions: list[float] = setting([], "Class proportions of union fine-tuning, one per model (default "
+                                       "uniform); repeatable.", min=0, aliases=("--proportion",))  # fmt: skip
+    w_avg_samples: int = setting(10000, "Latents per class for the recomputed truncation centres.", min=1)
+    seed: int = setting(0, "Same seed, same result (on the same device).")
 
     def __post_init__(self):
-        if self.rule not in RULES:
-            raise GaneditError(f"unknown merge rule {self.rule!r}; choose one of: {', '.join(RULES)}")
-        for name in ("rooting_steps", "steps", "discriminator_warmup"):
-            if getattr(self, name) < 0:
-                raise GaneditError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
-        if self.batch_size < 1 or self.w_avg_samples < 1:
-            raise GaneditError("batch-size and w-avg-samples must be at least 1")
-        if not 0 < self.density <= 1:
-            raise GaneditError(f"density must be in (0, 1], got {self.density}")
-        if self.lr <= 0 or self.r1_gamma < 0 or self.pl_weight < 0:
-            raise GaneditError("lr must be positive; r1-gamma and pl-weight must not be negative")
+        check(self)
 
     def training(self, seed: int) -> TrainingConfig:
         return TrainingConfig(
@@ -168,14 +165,14 @@ def validate(parents: list[Parent], settings: MergeSettings) -> dict:
         )
     if not 0 <= settings.root < count:
         raise GaneditError(f"root {settings.root} is out of range: give 0..{count - 1} (or a model's name)")
-    if settings.proportions is not None:
+    if settings.proportions:
         if len(settings.proportions) != count:
             raise GaneditError(f"{len(settings.proportions)} proportions for {count} models; give one per model")
         if any(not math.isfinite(v) or v < 0 for v in settings.proportions) or sum(settings.proportions) <= 0:
             raise GaneditError(f"proportions must be non-negative and not all 0, got {settings.proportions}")
     if settings.rule == "slerp" and count != 2:
         raise GaneditError(f"slerp merges exactly two models, got {count}; use mean, task-arithmetic or ties")
-    if settings.weights is not None:
+    if settings.weights:
         wanted = 1 if settings.rule == "slerp" else count - 1
         if settings.rule == "mean" or len(settings.weights) != wanted:
             raise GaneditError(
@@ -504,7 +501,7 @@ def merge(
 
     trainer = Trainer(G, D, settings.training(settings.seed + 7))
     source = GeneratedImages(
-        [p.generator for p in parents], settings.proportions, settings.batch_size,
+        [p.generator for p in parents], settings.proportions or None, settings.batch_size,
         torch.Generator().manual_seed(settings.seed + 8), classes=[p.source_class for p in parents],
     )  # fmt: skip
     if state and state["stage"] == ("union", 0):
