@@ -64,7 +64,7 @@ Weights download once into $TORCH_HOME/hub/checkpoints.
 classes are the classifier's) is replaced, one it lacks becomes a new class appended to the model.""",
 )
 @click.argument("model", required=False)
-@recipe_options(EmbedTuneRun, EmbedTuneSettings)
+@recipe_options("embed-tune", EmbedTuneRun, EmbedTuneSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options
 def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **options):

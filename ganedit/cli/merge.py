@@ -65,7 +65,7 @@ under [settings] (block_weights = {mapping = 0.5}); options given here override 
 The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-C; --resume continues it.""",
 )
 @click.argument("models", nargs=-1)
-@recipe_options(MergeRun, MergeSettings)
+@recipe_options("merge", MergeRun, MergeSettings)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
 @click.option("--dry-run", is_flag=True, help="Only validate, and print the plan.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")

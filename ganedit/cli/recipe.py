@@ -33,8 +33,12 @@ class Resolved:
     sources: list[str]  # where values came from, earliest first (packaged recipe, recipe file)
 
 
-def recipe_options(run_cls, settings_cls, *, exclude: tuple[str, ...] = ()):
+COMMANDS: dict[str, tuple[type, type]] = {}  # command -> (run dataclass, settings dataclass)
+
+
+def recipe_options(command: str, run_cls, settings_cls, *, exclude: tuple[str, ...] = ()):
     """The click options of a command: --recipe, then one per run field, then one per setting."""
+    COMMANDS[command] = (run_cls, settings_cls)
 
     def apply(function):
         function = click_options(settings_cls, exclude=exclude)(function)

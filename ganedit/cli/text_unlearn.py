@@ -66,7 +66,7 @@ given here override it. The run checkpoints to OUTPUT.resume every --checkpoint-
 Ctrl-C; --resume continues it.""",
 )
 @click.argument("model", required=False)
-@recipe_options(TextUnlearnRun, TextUnlearnSettings)
+@recipe_options("text-unlearn", TextUnlearnRun, TextUnlearnSettings)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options

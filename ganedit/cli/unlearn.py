@@ -67,7 +67,7 @@ made with. The run checkpoints to OUTPUT.resume every --checkpoint-every steps a
 --resume continues it.""",
 )
 @click.argument("model", required=False)
-@recipe_options(UnlearnRun, UnlearnSettings)
+@recipe_options("unlearn", UnlearnRun, UnlearnSettings)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options
