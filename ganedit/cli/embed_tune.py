@@ -7,8 +7,8 @@ import click
 
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
-from ganedit.cli.recipe import recipe_options, require, resolve
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli.recipe import model_output_grid, recipe_options, require, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.embed_tune import EmbedTuneSettings
 from ganedit.settings import setting
@@ -79,11 +79,8 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
     torch_device = apply_common(device, quiet, offline)
     resolved = resolve("embed-tune", EmbedTuneRun, EmbedTuneSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
-    model = require(run.model, "give MODEL (a path or zoo name) or `model` in the recipe")
     classes = require(run.classes, "say which class to tune: --class NAME (repeatable), or `classes` in the recipe")
-    output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
-    grid = Path(run.grid) if run.grid else None
-    check_writable(output, grid)
+    model, output, grid = model_output_grid(run)
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
     bundle.source = str(model)

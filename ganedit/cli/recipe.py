@@ -111,3 +111,14 @@ def require(value, message: str):
     if value is None or value == []:
         raise GaneditError(message)
     return value
+
+
+def model_output_grid(run) -> tuple[str, Path, Path | None]:
+    """A single-model run's MODEL, -o OUTPUT and --grid, each required where it must be, folders checked."""
+    from ganedit.cli.main import check_writable
+
+    model = require(run.model, "give MODEL (a path or zoo name) or `model` in the recipe")
+    output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
+    grid = Path(run.grid) if run.grid else None
+    check_writable(output, grid)
+    return model, output, grid

@@ -8,8 +8,8 @@ import click
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.judging import judge_for, judge_shows
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
-from ganedit.cli.recipe import recipe_options, require, resolve
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli.recipe import model_output_grid, recipe_options, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.text_unlearn import TextUnlearnSettings
 from ganedit.settings import setting
@@ -84,10 +84,7 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     torch_device = apply_common(device, quiet, offline)
     resolved = resolve("text-unlearn", TextUnlearnRun, TextUnlearnSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
-    model = require(run.model, "give MODEL (a path or zoo name) or `model` in the recipe")
-    output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
-    grid = Path(run.grid) if run.grid else None
-    check_writable(output, grid)
+    model, output, grid = model_output_grid(run)
     clip_specs = run.clip or [DEFAULT_CLIP]
     settings.validate(len(clip_specs))
     if (run.concept_images is None) != (run.neutral_images is None):

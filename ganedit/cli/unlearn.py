@@ -9,8 +9,8 @@ import torch
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.judging import judge_for, judge_shows
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
-from ganedit.cli.recipe import recipe_options, require, resolve
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli.recipe import model_output_grid, recipe_options, resolve
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.procedures.unlearn import UnlearnSettings
 from ganedit.settings import setting
@@ -83,15 +83,12 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     torch_device = apply_common(device, quiet, offline)
     resolved = resolve("unlearn", UnlearnRun, UnlearnSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
-    model = require(run.model, "give MODEL (a path or zoo name) or `model` in the recipe")
-    output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
-    grid = Path(run.grid) if run.grid else None
+    model, output, grid = model_output_grid(run)
     negatives, positives = (Path(p) if p else None for p in (run.negatives, run.positives))
     feature, judge_spec, labels, seed = run.feature, run.judge, run.labels, settings.seed
     adapted_files = [Path(p) for p in run.adapted]
     keep_adapted = Path(run.keep_adapted) if run.keep_adapted else None
     method = settings.method
-    check_writable(output, grid)
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
     bundle.source = str(model)

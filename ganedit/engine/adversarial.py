@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ganedit.errors import GaneditError
+from ganedit.generators.ops import autocast, freeze
 from ganedit.generators.registry import config_dict
 from ganedit.generators.sampling import seeded_noise
 from ganedit.generators.stylegan2 import NOISE_MODES
@@ -197,7 +198,7 @@ class Trainer:
 
     def __init__(self, G: torch.nn.Module, D: torch.nn.Module, config: TrainingConfig):
         self.G, self.D, self.config = G.train(), D.train(), config
-        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        self.G_ema = freeze(copy.deepcopy(G))
         self.device = next(G.parameters()).device
         self.opt_G = lazy_adam(G, config, config.pl_every if config.pl_weight > 0 else None)
         self.opt_D = lazy_adam(D, config, config.r1_every if config.r1_gamma > 0 else None)
@@ -299,8 +300,7 @@ class Trainer:
         return mixed_latents(self.G, z1, z2, c, self.config.style_mixing, self.rng)
 
     def _autocast(self):
-        dtype = getattr(torch, self.config.autocast) if self.config.autocast else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.config.autocast is not None)
+        return autocast(self.device.type, self.config.autocast)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -308,11 +308,6 @@ class Trainer:
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - beta)
         for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             ema_buffer.copy_(buffer)
-
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """Images from G_ema with the configured truncation and the stored (const) noise."""
-        return self.G_ema(z.to(self.device), c, truncation_psi=self.config.truncation, noise_mode="const")
 
     # -----------------------------------------------------------------------------------------------
     # Resuming

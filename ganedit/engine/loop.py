@@ -9,10 +9,12 @@ procedure's state is more than one trainer: stage, finished models, data source)
 """
 
 import contextlib
+import hashlib
+import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import torch
@@ -139,3 +141,12 @@ def read_resume(path, format_name: str, identity: str, command: str) -> dict:
         )
     state["stage"] = tuple(state["stage"])
     return state
+
+
+def run_identity(description, tensors: Iterable[torch.Tensor]) -> str:
+    """A fingerprint of what a run computes (its settings and input tensors), written into its resume file
+    so that a resume file from another run is refused."""
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode())
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()

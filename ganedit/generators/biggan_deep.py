@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganedit.errors import CheckpointFormatError
+from ganedit.generators.ops import assert_shape
 from ganedit.generators.registry import register
 
 
@@ -408,7 +409,7 @@ class BigGANDeep(nn.Module):
         """Class embedding [B, z_dim] of one-hot or soft vectors [B, num_classes] or of indices [B]."""
         if c.dim() == 1 and not c.is_floating_point() and c.dtype != torch.bool:
             return F.embedding(c.long(), self.class_embeddings)
-        _check_shape("c", c, (None, self.config.num_classes))
+        assert_shape("c", c, (None, self.config.num_classes))
         return self.embeddings(c)
 
     def from_embedding(self, z: torch.Tensor, embedding: torch.Tensor, truncation: float) -> torch.Tensor:
@@ -416,8 +417,8 @@ class BigGANDeep(nn.Module):
         truncation = float(truncation)
         if not 0 < truncation <= 1:
             raise ValueError(f"truncation must be in (0, 1], got {truncation}")
-        _check_shape("z", z, (None, self.config.z_dim))
-        _check_shape("embedding", embedding, (z.shape[0], self.config.z_dim))
+        assert_shape("z", z, (None, self.config.z_dim))
+        assert_shape("embedding", embedding, (z.shape[0], self.config.z_dim))
         return self.generator(torch.cat([z, embedding], dim=1), truncation)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, truncation: float) -> torch.Tensor:
@@ -435,12 +436,3 @@ class BigGANDeep(nn.Module):
             if isinstance(module, (ConditionalBatchNorm, BatchNorm)):
                 module.batch_statistics = enabled
         return self
-
-
-def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:
-    """Raise a ValueError unless `tensor` has `shape` (None matches any size)."""
-    if tensor.dim() != len(shape) or any(
-        want is not None and got != want for got, want in zip(tensor.shape, shape, strict=True)
-    ):
-        expected = "[" + ", ".join("B" if want is None else str(want) for want in shape) + "]"
-        raise ValueError(f"{name} must have shape {expected}, got {list(tensor.shape)}")

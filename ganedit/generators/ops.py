@@ -119,3 +119,22 @@ def modulated_conv2d(
         pad = (taps - 2) - (kernel - 1)  # total padding that brings the blurred result to exactly 2H
         x = upfirdn2d(x, upsample_filter, padding=((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0)
     return x.reshape(batch, out_channels, *x.shape[2:])
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """The module in eval mode with no parameter requiring gradients (returned, for chaining)."""
+    return module.eval().requires_grad_(False)
+
+
+def autocast(device_type: str, dtype: str | None) -> torch.autocast:
+    """Autocast to `dtype` ("bfloat16", "float16") on `device_type`; dtype None: a context that does nothing."""
+    return torch.autocast(device_type, dtype=getattr(torch, dtype or "bfloat16"), enabled=dtype is not None)
+
+
+def assert_shape(name: str, tensor: torch.Tensor, shape) -> None:
+    """Raise ValueError unless `tensor` has `shape` (None matches any size)."""
+    if tensor.ndim != len(shape) or any(
+        want is not None and got != want for got, want in zip(tensor.shape, shape, strict=True)
+    ):
+        expected = "[" + ", ".join("*" if size is None else str(size) for size in shape) + "]"
+        raise ValueError(f"{name} must have shape {expected}, got {list(tensor.shape)}")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ganedit.generators.ops import (
     LRELU_GAIN,
+    assert_shape,
     bias_act,
     modulated_conv2d,
     normalize_2nd_moment,
@@ -42,15 +43,6 @@ from ganedit.generators.ops import (
 from ganedit.generators.registry import register
 
 NOISE_MODES = ("const", "random", "none")
-
-
-def _assert_shape(name: str, tensor: torch.Tensor, shape: list[int | None]) -> None:
-    """Raise ValueError unless `tensor` has `shape` (None matches any size)."""
-    if tensor.ndim != len(shape) or any(
-        want is not None and got != want for got, want in zip(tensor.shape, shape, strict=True)
-    ):
-        expected = "[" + ", ".join("*" if size is None else str(size) for size in shape) + "]"
-        raise ValueError(f"{name} must have shape {expected}, got {list(tensor.shape)}")
 
 
 def block_resolutions(img_resolution: int) -> list[int]:
@@ -94,7 +86,7 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _assert_shape("FullyConnectedLayer input", x, [None, self.weight.shape[1]])
+        assert_shape("FullyConnectedLayer input", x, [None, self.weight.shape[1]])
         x = F.linear(x, self.weight * self.weight_gain)  # [N, out]
         if self.lrelu:
             return bias_act(x, self.bias * self.bias_gain, lrelu=True, gain=LRELU_GAIN)
@@ -140,7 +132,7 @@ class MappingNetwork(nn.Module):
         """ws [N, num_ws, w_dim] (generator) or w [N, w_dim]; truncation pulls w towards w_avg."""
         parts = []
         if self.z_dim > 0:
-            _assert_shape("z", z, [None, self.z_dim])
+            assert_shape("z", z, [None, self.z_dim])
             parts.append(normalize_2nd_moment(z.to(torch.float32)))
         c = _check_labels(c, self.c_dim, batch=z.shape[0] if z is not None else None)
         if self.c_dim > 0:
@@ -164,7 +156,7 @@ def _check_labels(c: torch.Tensor | None, c_dim: int, batch: int | None) -> torc
         return None
     if c is None:
         raise ValueError(f"this network is class-conditional: pass labels c of shape [batch, {c_dim}] (one-hot)")
-    _assert_shape("c", c, [batch, c_dim])
+    assert_shape("c", c, [batch, c_dim])
     return c
 
 
@@ -197,7 +189,7 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
         in_resolution = self.resolution // 2 if self.up else self.resolution
-        _assert_shape("SynthesisLayer input", x, [None, self.in_channels, in_resolution, in_resolution])
+        assert_shape("SynthesisLayer input", x, [None, self.in_channels, in_resolution, in_resolution])
         styles = self.affine(w)  # [N, I]
         x = modulated_conv2d(
             x, self.weight, styles, demodulate=True, upsample_filter=self.resample_filter if self.up else None
@@ -315,7 +307,7 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """ws [N, num_ws, w_dim] -> img [N, img_channels, img_resolution, img_resolution]."""
-        _assert_shape("ws", ws, [None, self.num_ws, self.w_dim])
+        assert_shape("ws", ws, [None, self.num_ws, self.w_dim])
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
         x = img = None
@@ -416,7 +408,7 @@ class Conv2dLayer(nn.Module):
             self.filter_padding = ((total_padding + 1) // 2, total_padding // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _assert_shape("Conv2dLayer input", x, [None, self.in_channels, None, None])
+        assert_shape("Conv2dLayer input", x, [None, self.in_channels, None, None])
         weight = self.weight * self.weight_gain
         if self.down:
             x = upfirdn2d(x, self.resample_filter, padding=self.filter_padding)
@@ -511,7 +503,7 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(in_channels, cmap_dim if cmap_dim > 0 else 1)
 
     def forward(self, x: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
-        _assert_shape("DiscriminatorEpilogue input", x, [None, self.in_channels, 4, 4])
+        assert_shape("DiscriminatorEpilogue input", x, [None, self.in_channels, 4, 4])
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)  # [N, C, 4, 4]
@@ -577,7 +569,7 @@ class StyleGAN2Discriminator(nn.Module):
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """img [N, img_channels, R, R], c [N, c_dim] (conditional) -> logits [N, 1]."""
-        _assert_shape("img", img, [None, self.img_channels, self.img_resolution, self.img_resolution])
+        assert_shape("img", img, [None, self.img_channels, self.img_resolution, self.img_resolution])
         c = _check_labels(c, self.c_dim, img.shape[0])
         x = img.to(torch.float32)
         for resolution in self.block_resolutions:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganedit.errors import GaneditError
+from ganedit.generators.ops import freeze
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,12 +104,6 @@ class Preprocess(nn.Module):
             raise ValueError(f"images of {height}x{width} are smaller than the crop {self.crop_size}")
         images = images[..., top : top + self.crop_size, left : left + self.crop_size]
         return images * self.scale + self.shift
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    module.eval()
-    module.requires_grad_(False)
-    return module
 
 
 class Judge(nn.Module):

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from ganedit.errors import GaneditError
-from ganedit.judges.classifiers import Preprocess, freeze
+from ganedit.generators.ops import freeze
+from ganedit.judges.classifiers import Preprocess
 
 TOY_SPECS = ("toy", "toy-clip")
 TOY_CLIP_FORMAT = "ganedit.toy-clip"

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ganedit.errors import GaneditError
-from ganedit.judges.classifiers import freeze, hub_checkpoints
+from ganedit.generators.ops import freeze
+from ganedit.judges.classifiers import hub_checkpoints
 
 SPECS = ("lpips-alex", "lpips-vgg", "toy")
 

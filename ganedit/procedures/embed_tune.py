@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganedit.errors import GaneditError
+from ganedit.generators.ops import autocast
 from ganedit.generators.sampling import sample_latents
 from ganedit.judges.classifiers import normalise_label
 from ganedit.settings import as_dict, check, derived_seed, setting
@@ -65,6 +66,7 @@ INIT_STRATEGIES = ("mean", "top", "random", "target")
 DIVERSITY_SPACES = ("softmax", "features", "pixels", "off")
 BOUNDS = ("per-dimension", "global")
 PRECISIONS = ("fp32", "bf16")
+AUTOCAST = {"fp32": None, "bf16": "bfloat16"}  # the autocast dtype of each precision
 INIT_NOISE = 0.1  # std of the noise added by the `mean` and `target` initialisations
 TOP_SAMPLES = 10  # samples per existing class scored by the `top` initialisation
 PATCH_VERSION = "1"
@@ -459,7 +461,7 @@ def am_loss(
     """
     count, n, z_dim = z.shape
     e = torch.clamp(embeddings, lo, hi)  # [B, D]
-    with autocast(embeddings.device.type, precision):
+    with autocast(embeddings.device.type, AUTOCAST[precision]):
         images = generator.from_embedding(
             z.reshape(count * n, z_dim), e[:, None].expand(count, n, z_dim).reshape(count * n, z_dim), truncation
         )  # [B * N, 3, H, W]
@@ -503,11 +505,6 @@ def compiled_am_loss() -> Callable[..., torch.Tensor]:
     return torch.compile(am_loss, dynamic=False)
 
 
-def autocast(device_type: str, precision: str) -> torch.autocast:
-    """bfloat16 autocast on `device_type` for precision "bf16"; for "fp32" a context that does nothing."""
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 @torch.no_grad()
 def evaluate(
     generator: nn.Module,
@@ -534,7 +531,7 @@ def evaluate(
         chunk = embeddings[start : start + per_chunk].to(device)  # [c, D]
         chunk_targets = targets[start : start + per_chunk].to(device)
         c = len(chunk)
-        with autocast(device.type, precision):
+        with autocast(device.type, AUTOCAST[precision]):
             images = generator.from_embedding(
                 z.repeat(c, 1), chunk[:, None].expand(c, holdout, -1).reshape(c * holdout, -1), truncation
             )

@@ -25,8 +25,6 @@ averaged directly, then fine-tuned the same way.
 """
 
 import copy
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,13 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganedit.engine.adversarial import Trainer, TrainingConfig
-from ganedit.engine.loop import Progress, read_resume, run_steps, write_resume
+from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages
 from ganedit.errors import ArchitectureMismatchError, GaneditError
+from ganedit.generators.ops import freeze
 from ganedit.generators.registry import config_dict, load_exact_state
 from ganedit.generators.sampling import num_classes
 from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from ganedit.settings import check, setting
+from ganedit.settings import check, derived_seed, setting
 
 RULES = ("mean", "task-arithmetic", "ties", "slerp")
 RESUME_FORMAT = "ganedit.procedures.merge-resume"
@@ -280,7 +279,7 @@ def conditional_copy(
     else:
         state.update(_embedding_columns(old, "mapping.embed", source, classes))
     load_exact_state(D_new, state, f"{parent.name} (conditional copy)")
-    return G_new.eval().requires_grad_(False), D_new.eval().requires_grad_(False)
+    return freeze(G_new), freeze(D_new)
 
 
 @torch.no_grad()
@@ -429,8 +428,8 @@ def merge(
     count, root = len(parents), settings.root
     parents = [
         Parent(
-            copy.deepcopy(p.generator).eval().requires_grad_(False),
-            copy.deepcopy(p.discriminator).eval().requires_grad_(False),
+            freeze(copy.deepcopy(p.generator)),
+            freeze(copy.deepcopy(p.discriminator)),
             p.name,
             (p.source_class or 0) if num_classes(p.generator) else None,
         )
@@ -438,7 +437,10 @@ def merge(
     ]
     projection = next((_projection(p.discriminator) for p in parents if p.discriminator.c_dim > 0), None)
     conditional = [conditional_copy(p, count, projection, settings.seed) for p in parents]
-    identity = run_identity(parents, settings)
+    identity = run_identity(
+        [asdict(settings), [(p.name, p.source_class) for p in parents]],
+        [t for p in parents for t in [*p.generator.state_dict().values(), *p.discriminator.state_dict().values()]],
+    )
     state = read_resume(checkpoint, RESUME_FORMAT, identity, "merge") if resume else None
     info: dict = {"rooting": "skipped (naive average)" if not settings.rooting else "trained"}
 
@@ -459,7 +461,7 @@ def merge(
                         f"rooted model for {parents[j].name} does not match these models; give the files "
                         "--keep-rooted wrote for the same models and names"
                     )
-            models[j] = (G_j.eval().requires_grad_(False), D_j.eval().requires_grad_(False))
+            models[j] = (freeze(G_j), freeze(D_j))
         info["rooting"] = "given"
     else:
         finished = state["rooted"] if state else {}
@@ -468,10 +470,12 @@ def merge(
                 models[j] = _rebuilt(conditional[root], finished[j])
                 continue
             trainer = Trainer(
-                *[copy.deepcopy(m) for m in conditional[root]], settings.training(settings.seed + 100 * j)
+                *[copy.deepcopy(m) for m in conditional[root]],
+                settings.training(derived_seed(settings.seed, f"rooting-{j}")),
             )
             source = GeneratedImages(
-                [parents[j].generator], None, settings.batch_size, torch.Generator().manual_seed(settings.seed + j),
+                [parents[j].generator], None, settings.batch_size,
+                torch.Generator().manual_seed(derived_seed(settings.seed, f"rooting-data-{j}")),
                 classes=[parents[j].source_class],
             )  # fmt: skip
             label = F.one_hot(torch.full([settings.batch_size], j), count).float()
@@ -489,20 +493,21 @@ def merge(
                 task=progress.task(f"root {parents[root].name}->{parents[j].name}", total,
                                    trainer.step) if progress else None,
             )  # fmt: skip
-            models[j] = (trainer.G_ema.eval(), trainer.D.eval().requires_grad_(False))
+            models[j] = (trainer.G_ema.eval(), freeze(trainer.D))
             finished[j] = {"G": trainer.G_ema.state_dict(), "D": trainer.D.state_dict()}
             state = None
             if checkpoint:
                 write_resume(checkpoint, RESUME_FORMAT, identity, ("rooted", j), None, None, rooted=finished)
 
     G, D = merge_models(models, settings)
-    recompute_w_avg(G, settings.proportions, settings.w_avg_samples, settings.seed + 5)
+    recompute_w_avg(G, settings.proportions, settings.w_avg_samples, derived_seed(settings.seed, "w-avg"))
     averaged = (copy.deepcopy(G), copy.deepcopy(D))
 
-    trainer = Trainer(G, D, settings.training(settings.seed + 7))
+    trainer = Trainer(G, D, settings.training(derived_seed(settings.seed, "union")))
     source = GeneratedImages(
         [p.generator for p in parents], settings.proportions or None, settings.batch_size,
-        torch.Generator().manual_seed(settings.seed + 8), classes=[p.source_class for p in parents],
+        torch.Generator().manual_seed(derived_seed(settings.seed, "union-data")),
+        classes=[p.source_class for p in parents],
     )  # fmt: skip
     if state and state["stage"] == ("union", 0):
         trainer.load_state_dict(state["trainer"], str(checkpoint))
@@ -521,7 +526,7 @@ def merge(
         progress=progress, task=progress.task("union", total, trainer.step) if progress else None,
     )  # fmt: skip
     G_final = trainer.G_ema.eval()
-    recompute_w_avg(G_final, settings.proportions, settings.w_avg_samples, settings.seed + 5)
+    recompute_w_avg(G_final, settings.proportions, settings.w_avg_samples, derived_seed(settings.seed, "w-avg"))
     return MergeResult(
         G_final, trainer.D.eval(), averaged, [models[j] if j != root else None for j in range(count)], info
     )
@@ -531,17 +536,7 @@ def _rebuilt(template: tuple[nn.Module, nn.Module], state: dict) -> tuple[nn.Mod
     G, D = copy.deepcopy(template[0]), copy.deepcopy(template[1])
     load_exact_state(G, state["G"], "the resume file")
     load_exact_state(D, state["D"], "the resume file")
-    return G.eval().requires_grad_(False), D.eval().requires_grad_(False)
-
-
-def run_identity(parents: list[Parent], settings: MergeSettings) -> str:
-    """A fingerprint of what a run computes, so a resume file from another run is refused."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([asdict(settings), [(p.name, p.source_class) for p in parents]], sort_keys=True).encode())
-    for p in parents:
-        for tensor in [*p.generator.state_dict().values(), *p.discriminator.state_dict().values()]:
-            digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return digest.hexdigest()
+    return freeze(G), freeze(D)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -565,7 +560,7 @@ def evaluate_merge(
         classes = torch.full([len(z)], p.source_class) if p.source_class is not None else None
         return generate(p.generator, z, classes)
 
-    z, z_reference = (sample_latents(parents[0].generator, samples, s) for s in (seed, seed + 1))
+    z, z_reference = (sample_latents(parents[0].generator, samples, s) for s in (seed, derived_seed(seed, "reference")))
     reference = [judged(judge, parent_images(p, z_reference)) for p in parents]
     labels = max(int(r[0].max()) for r in reference) + 1
     made_by = torch.stack([torch.bincount(r[0], minlength=labels).float() for r in reference])  # [parents, labels]

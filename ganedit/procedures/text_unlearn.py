@@ -50,8 +50,6 @@ in float32 (ganedit.judges.clip).
 """
 
 import copy
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -60,7 +58,8 @@ import torch
 from torch import nn
 
 from ganedit.errors import GaneditError
-from ganedit.settings import check, setting
+from ganedit.generators.ops import freeze
+from ganedit.settings import check, derived_seed, setting
 
 METHODS = ("directional", "global")
 LAYERS = ("synthesis", "synthesis+torgb", "all")
@@ -338,16 +337,6 @@ def select_layers(
 # The procedure
 
 
-def run_identity(G: nn.Module, settings: TextUnlearnSettings, clip_names: list[str], images) -> str:
-    """A hash of everything that determines the result: weights, settings, CLIP models, direction images."""
-    digest = hashlib.sha256(json.dumps({**asdict(settings), "clips": clip_names}, sort_keys=True).encode())
-    for tensor in G.state_dict().values():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    for tensor in images or ():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def text_unlearn(
     G: nn.Module,
     clips: list,
@@ -370,7 +359,7 @@ def text_unlearn(
     checkpoint / checkpoint_every / resume: the resume file, written atomically every N steps and on
     Ctrl-C; resume=True continues from it (refused when it belongs to another run).
     """
-    from ganedit.engine.loop import deferred_interrupts, read_resume, write_resume
+    from ganedit.engine.loop import deferred_interrupts, read_resume, run_identity, write_resume
     from ganedit.generators.sampling import seeded_noise
 
     if G.arch != "stylegan2-generator":
@@ -379,7 +368,7 @@ def text_unlearn(
     if settings.lpips_weight > 0 and perceptual is None:
         raise GaneditError("lpips_weight > 0 needs a perceptual distance (perceptual=...)")
     device = next(G.parameters()).device
-    G_f = copy.deepcopy(G).eval().requires_grad_(False)
+    G_f = freeze(copy.deepcopy(G))
     G_t = copy.deepcopy(G).train().requires_grad_(False)
     named = layer_parameters(G_t, settings.layers)
     for _, parameter in named:
@@ -390,7 +379,10 @@ def text_unlearn(
     objective = ClipObjective(clips, settings, direction_images)
     optimiser = torch.optim.Adam(parameters, lr=settings.lr, betas=tuple(settings.betas))
     rng = torch.Generator().manual_seed(settings.seed)
-    identity = run_identity(G, settings, [clip.name for clip in clips], direction_images)
+    identity = run_identity(
+        {**asdict(settings), "clips": [clip.name for clip in clips]},
+        [*G.state_dict().values(), *(direction_images or ())],
+    )
     step, history, seconds = 0, [], 0.0
     if resume:
         state = read_resume(checkpoint, RESUME_FORMAT, identity, "text-unlearn")
@@ -509,7 +501,7 @@ def evaluate_text_unlearning(
     - with a judge: PUL (its argmax == feature, before vs after), and the share of each judge class;
     - LPIPS (or the given perceptual distance) between before and after images of the same latent;
     - FID / KID of before and after samples against a reference from the frozen model (other latents,
-      seed + 1): its samples without the feature where a judge says so, else all of them; in the judge's
+      derived for "reference"): its samples without the feature where a judge says so, else all of them; in the judge's
       feature space, else in CLIP's image embedding space.
     """
     from ganedit.generators.sampling import generate, sample_latents
@@ -522,7 +514,7 @@ def evaluate_text_unlearning(
     z = sample_latents(before, samples, seed)
     images_before, images_after = generate(before, z, classes(samples)), generate(after, z, classes(samples))
     count = 2 * samples if judge is not None else samples  # a judge filters the reference: draw more
-    reference = generate(before, sample_latents(before, count, seed + 1), classes(count))
+    reference = generate(before, sample_latents(before, count, derived_seed(seed, "reference")), classes(count))
     scores_before, scores_after = clip_scores(clip, images_before, concept), clip_scores(clip, images_after, concept)
     report = {
         "samples": samples,

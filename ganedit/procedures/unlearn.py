@@ -30,8 +30,6 @@ gives d(theta_G) for the conversion.
 """
 
 import copy
-import hashlib
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,11 +38,12 @@ import torch
 from torch import nn
 
 from ganedit.engine.adversarial import Trainer, TrainingConfig
-from ganedit.engine.loop import Progress, read_resume, run_steps, write_resume
+from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages, ImageBatches
 from ganedit.errors import GaneditError
+from ganedit.generators.ops import freeze
 from ganedit.generators.sampling import num_classes
-from ganedit.settings import check, setting
+from ganedit.settings import check, derived_seed, setting
 
 METHODS = ("repulsion", "extrapolate")
 REPULSIONS = ("el2", "nl2", "il2")
@@ -223,20 +222,9 @@ class UnlearnResult:
 
 def negative_subsets(count: int, settings: UnlearnSettings) -> list[torch.Tensor]:
     """K index sets into the negatives, each a seeded random `subset_fraction` of them (at least one)."""
-    rng = torch.Generator().manual_seed(settings.seed + 17)
+    rng = torch.Generator().manual_seed(derived_seed(settings.seed, "negative-subsets"))
     size = max(1, round(count * settings.subset_fraction))
     return [torch.randperm(count, generator=rng)[:size].sort().values for _ in range(settings.adapted_models)]
-
-
-def run_identity(
-    G: nn.Module, negatives: torch.Tensor | None, settings: UnlearnSettings, positives: torch.Tensor | None
-) -> str:
-    """A fingerprint of what a run computes, so a resume file from another run is refused."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(asdict(settings), sort_keys=True).encode())
-    for tensor in [*(t for t in (negatives, positives) if t is not None), *G.state_dict().values()]:
-        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def unlearn(
@@ -278,9 +266,10 @@ def unlearn(
     if settings.method == "repulsion" and positives is None and is_negative is None:
         raise GaneditError("stage 2 needs positives: give a folder of them or a judge that recognises the feature")
     device = next(G.parameters()).device
-    G = copy.deepcopy(G).eval().requires_grad_(False)
+    G = freeze(copy.deepcopy(G))
     D = copy.deepcopy(D).requires_grad_(False) if D is not None else None
-    identity = run_identity(G, negatives if adapted is None else None, settings, positives)
+    inputs = [t for t in (negatives if adapted is None else None, positives) if t is not None]
+    identity = run_identity(asdict(settings), [*inputs, *G.state_dict().values()])
     state = _read_resume(checkpoint, identity) if resume else None
     original = flat(trainable(G)).detach()
 
@@ -292,16 +281,18 @@ def unlearn(
         ewc = None
         for k in range(len(finished), settings.adapted_models):
             if ewc is None:  # the Fisher diagonal and the anchor are the original model's, shared by all K
-                fisher = fisher_diagonal(G, D, settings.fisher_samples, settings.seed + 1)
+                fisher = fisher_diagonal(G, D, settings.fisher_samples, derived_seed(settings.seed, "fisher"))
                 ewc = EWCPenalty(G, fisher, settings.ewc_lambda)
                 info["fisher_mean"] = float(torch.stack([f.mean() for f in fisher]).mean())
             trainer = Trainer(
-                copy.deepcopy(G), copy.deepcopy(D), settings.training("adapt", settings.seed + 1000 * (k + 1))
+                copy.deepcopy(G),
+                copy.deepcopy(D),
+                settings.training("adapt", derived_seed(settings.seed, f"adapt-{k}")),
             )
             batches = ImageBatches(
                 negatives[subsets[k]].to(device),
                 settings.batch_size,
-                torch.Generator().manual_seed(settings.seed + k),
+                torch.Generator().manual_seed(derived_seed(settings.seed, f"adapt-data-{k}")),
                 flip=True,
             )
             if state and state.get("stage") == ("adapt", k):
@@ -329,8 +320,10 @@ def unlearn(
     # Stage 2: the original G on positives, with repulsion from the adapted models.
     repulsion = Repulsion(original, finished, settings.repulsion, settings.alpha, settings.gamma, settings.weight)
     info["initial_distance"] = repulsion.initial
-    trainer = Trainer(copy.deepcopy(G), copy.deepcopy(D), settings.training("unlearn", settings.seed + 7))
-    data_rng = torch.Generator().manual_seed(settings.seed + 8)
+    trainer = Trainer(
+        copy.deepcopy(G), copy.deepcopy(D), settings.training("unlearn", derived_seed(settings.seed, "unlearn"))
+    )
+    data_rng = torch.Generator().manual_seed(derived_seed(settings.seed, "unlearn-data"))
     if positives is not None:
         source = ImageBatches(positives.to(device), settings.batch_size, data_rng, flip=True)
         next_batch = lambda: (next(source), None)  # noqa: E731
@@ -397,14 +390,14 @@ def evaluate_unlearning(
     Both generators draw the same `samples` fixed latents (seed `seed`, stored noise, no truncation).
     PUL counts the judge's argmax == feature before and after. Quality: FID and KID in the judge's
     feature space of each generator's samples against a reference set of positives: the original
-    generator's samples, from other latents (seed + 1), that the judge says lack the feature (at most
-    `samples` of them). Also the share of every judge class before and after (collateral changes).
+    generator's samples, from other latents (seed derived for "reference"), that the judge says lack the
+    feature (at most `samples` of them). Also the share of every judge class before and after (collateral changes).
     """
     from ganedit.generators.sampling import generate, sample_latents
     from ganedit.judges.evaluation import judge_comparison
 
     z = sample_latents(before, samples, seed)
-    reference = generate(before, sample_latents(before, 2 * samples, seed + 1))
+    reference = generate(before, sample_latents(before, 2 * samples, derived_seed(seed, "reference")))
     return {
         "samples": samples,
         "seed": seed,
@@ -430,7 +423,7 @@ def mine_negatives(G: nn.Module, judge: nn.Module, feature: int, count: int, see
     found, made, batch = [], 0, 256
     judge_device = next(judge.parameters()).device
     for attempt in range(max_tries * count // batch + 1):
-        images = generate(G, sample_latents(G, batch, seed + 10_000 + attempt))
+        images = generate(G, sample_latents(G, batch, derived_seed(seed, f"mine-{attempt}")))
         made += batch
         found.extend(images[judge(images.to(judge_device)).argmax(dim=1).cpu() == feature])
         if len(found) >= count:

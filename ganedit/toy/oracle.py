@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ganedit.errors import CheckpointFormatError, GaneditError
+from ganedit.generators.ops import freeze
 from ganedit.generators.registry import load_exact_state
 from ganedit.judges.metrics import frechet_distance
 from ganedit.store.atomic import atomic_write
@@ -120,7 +121,7 @@ def load_oracle(device: torch.device | str = "cpu", path: Path | str = ORACLE_PA
     oracle = ToyOracle(config)
     load_exact_state(oracle, tensors, str(path), hint="retrain it with `python scripts/train_toy_oracle.py`")
     oracle.training_record = record["training"]
-    return oracle.eval().requires_grad_(False).to(device)
+    return freeze(oracle).to(device)
 
 
 @torch.no_grad()
