@@ -8,7 +8,7 @@ import click
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
-from ganedit.cli.recipe import model_output_grid, recipe_options, require, resolve
+from ganedit.cli.recipe import editing_command, model_output_grid, require, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.embed_tune import EmbedTuneSettings
 from ganedit.settings import setting
@@ -64,9 +64,7 @@ Weights download once into $TORCH_HOME/hub/checkpoints.
 classes are the classifier's) is replaced, one it lacks becomes a new class appended to the model.""",
 )
 @click.argument("model", required=False)
-@recipe_options("embed-tune", EmbedTuneRun, EmbedTuneSettings)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@common_options
+@editing_command("embed-tune", EmbedTuneRun, EmbedTuneSettings, resumable=False)
 def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **options):
     """Fine-tune BigGAN class embeddings so a classifier sees the class (repair or re-purpose a class)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn

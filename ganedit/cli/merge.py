@@ -8,8 +8,8 @@ import torch
 
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, common_options, emit_json
-from ganedit.cli.recipe import recipe_options, require, resolve
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, emit_json
+from ganedit.cli.recipe import editing_command, require, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.merge import MergeSettings
 from ganedit.settings import setting
@@ -65,11 +65,8 @@ under [settings] (block_weights = {mapping = 0.5}); options given here override 
 The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-C; --resume continues it.""",
 )
 @click.argument("models", nargs=-1)
-@recipe_options("merge", MergeRun, MergeSettings)
-@click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
+@editing_command("merge", MergeRun, MergeSettings)
 @click.option("--dry-run", is_flag=True, help="Only validate, and print the plan.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@common_options
 def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, offline, **options):
     """Merge N StyleGAN2 generators into one class-conditional model: GAN Cocktail."""
     torch_device = apply_common(device, quiet, offline)

@@ -53,6 +53,25 @@ def recipe_options(command: str, run_cls, settings_cls, *, exclude: tuple[str, .
     return apply
 
 
+def editing_command(command: str, run_cls, settings_cls, *, resumable: bool = True):
+    """The options every editing command shares, after its own: --recipe and the generated ones, --resume
+    (a resumable procedure), --json, and --device / --quiet / --offline."""
+    from ganedit.cli.main import common_options
+
+    def apply(function):
+        function = common_options(function)
+        function = click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")(
+            function
+        )
+        if resumable:
+            function = click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")(
+                function
+            )
+        return recipe_options(command, run_cls, settings_cls)(function)
+
+    return apply
+
+
 def resolve(command: str, run_cls, settings_cls, options: dict, recipe_file: Path | None, model_key: str = "model"):
     """The run and settings of a command from defaults, packaged recipe, recipe file and options."""
     user_run, user_settings, sources = {}, {}, []

@@ -8,8 +8,8 @@ import click
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.judging import judge_for, judge_shows
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
-from ganedit.cli.recipe import model_output_grid, recipe_options, resolve
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json
+from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.text_unlearn import TextUnlearnSettings
 from ganedit.settings import setting
@@ -66,10 +66,7 @@ given here override it. The run checkpoints to OUTPUT.resume every --checkpoint-
 Ctrl-C; --resume continues it.""",
 )
 @click.argument("model", required=False)
-@recipe_options("text-unlearn", TextUnlearnRun, TextUnlearnSettings)
-@click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@common_options
+@editing_command("text-unlearn", TextUnlearnRun, TextUnlearnSettings)
 def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline, **options):
     """Remove a concept named in words from a StyleGAN2, guided by CLIP: Text-to-Unlearn."""
     from ganedit.cli.console import TrainingProgress

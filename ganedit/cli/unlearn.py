@@ -9,8 +9,8 @@ import torch
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.judging import judge_for, judge_shows
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
-from ganedit.cli.recipe import model_output_grid, recipe_options, resolve
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json
+from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.procedures.unlearn import UnlearnSettings
 from ganedit.settings import setting
@@ -67,10 +67,7 @@ made with. The run checkpoints to OUTPUT.resume every --checkpoint-every steps a
 --resume continues it.""",
 )
 @click.argument("model", required=False)
-@recipe_options("unlearn", UnlearnRun, UnlearnSettings)
-@click.option("--resume", is_flag=True, help="Continue the interrupted run from OUTPUT.resume.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
-@common_options
+@editing_command("unlearn", UnlearnRun, UnlearnSettings)
 def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline, **options):
     """Remove a feature (a class, an attribute) from a StyleGAN2: Adapt-then-Unlearn."""
     from ganedit.cli.console import TrainingProgress
