@@ -5,6 +5,12 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core (pytest -n auto): a worker on more than one thread oversubscribes the cores, and
+    # on a 2-core machine that makes torch many times slower. Subprocesses the tests start inherit it.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 CONFORMANCE = Path(os.environ.get("GANEDIT_CONFORMANCE", REPO.parent / "shared" / "conformance"))
 
 
