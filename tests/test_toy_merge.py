@@ -28,27 +28,27 @@ Measured on CPU, seed 0, 300-500 fixed latents per class.
 
 What is shown on *colour* domains (toy-stylegan2-warm / -cool: the full-world model with its colour code
 re-set, -cool's hidden units permuted, scripts/train_toy_stylegan2.py): the whole procedure, rooting +
-averaging + union fine-tuning. The tested run (300 + 150 steps, each stage after 50 D-only steps,
-seeds derived by purpose) gives class accuracy 93 % / 90 % at FID 5.5 / 13.1 (floors 1.8; the no-shift
+averaging + union fine-tuning. The tested run (300 + 150 steps, each stage after 50 D-only steps, seeds
+derived by purpose) gives class accuracy 93 % / 90 % at FID 5.5 / 13.1 (floors 1.8; the no-shift
 control, the parent fine-tuned on its own images as long with the same warmup, 13.4), and naive
 averaging + the same fine-tuning 0 % / 100 % (it draws the cool domain for both classes) at FID 136 /
 119. Earlier, with seeds of the form seed + k, 600 + 300 steps after 100 D-only steps gave 94 % / 89 %
-at FID 19.2 / 20.4 (control 8.6), naive 17 % / 100 % at FID 87 / 97. Without the D-only warmup (the paper's schedule): 99 %
-/ 96 %, FID 16.8 / 22.4, control 10.6, naive 39 % / 87 %, FID 79 / 74. The quality budget is relative
-to the control because these toy models drift under any adversarial fine-tuning, with nothing to learn:
-the control's FID is 17.7 after 300 steps (11.9 after 100 D-only + 200 steps), 8.0-8.9 after 800 steps of
-8 or 200 of 32 (equal compute); letting the union fine-tuning run on does not close the gap (FID 15-29
-at 300-1,200 union steps, accuracy rising to 99.8 %); and the merged FID varies with the seed (seeds
-0-2, 600 + 300 steps: 16.8-19.0 / 14.7-22.4 without warmup, 11.3-19.2 / 12.3-20.4 with it). An
-adversarial "settling" of the parents (G and D trained together on real domain images for 600 steps)
-brings the control to 3.4, but the settled generator draws blobs (toy FID against real images 48 instead
-of 8.1): adversarial training at this scale cannot hold the rendered shapes. Adam with beta1 0.9 instead
-of 0 makes the control far worse (78), a lower learning rate (5e-4) or R1 weight (0.025) does not help
-(12-22). Also measured this way (not kept): discriminators retrained
-with the other domain's shapes as extra negatives become shape-aware (A-vs-B ranking 0.99 after a jump
-at ~500 steps at lr 0.01, R1 0.01), and rooting then reads 70-76 % domain b, but the rooted samples are
-small blobs (FID 17-41); discriminators trained to accept G's own samples (blurred and out-of-domain
-images as fakes) make the no-shift control worse (FID 24-82 instead of 9-17).
+at FID 19.2 / 20.4 (control 8.6), naive 17 % / 100 % at FID 87 / 97. Without the D-only warmup (the
+paper's schedule): 99 % / 96 %, FID 16.8 / 22.4, control 10.6, naive 39 % / 87 %, FID 79 / 74. The
+quality budget is relative to the control because these toy models drift under any adversarial fine-
+tuning, with nothing to learn: the control's FID is 17.7 after 300 steps (11.9 after 100 D-only + 200
+steps), 8.0-8.9 after 800 steps of 8 or 200 of 32 (equal compute); letting the union fine-tuning run on
+does not close the gap (FID 15-29 at 300-1,200 union steps, accuracy rising to 99.8 %); and the merged
+FID varies with the seed (seeds 0-2, 600 + 300 steps: 16.8-19.0 / 14.7-22.4 without warmup, 11.3-19.2 /
+12.3-20.4 with it). An adversarial "settling" of the parents (G and D trained together on real domain
+images for 600 steps) brings the control to 3.4, but the settled generator draws blobs (toy FID against
+real images 48 instead of 8.1): adversarial training at this scale cannot hold the rendered shapes. Adam
+with beta1 0.9 instead of 0 makes the control far worse (78), a lower learning rate (5e-4) or R1 weight
+(0.025) does not help (12-22). Also measured this way (not kept): discriminators retrained with the
+other domain's shapes as extra negatives become shape-aware (A-vs-B ranking 0.99 after a jump at ~500
+steps at lr 0.01, R1 0.01), and rooting then reads 70-76 % domain b, but the rooted samples are small
+blobs (FID 17-41); discriminators trained to accept G's own samples (blurred and out-of-domain images as
+fakes) make the no-shift control worse (FID 24-82 instead of 9-17).
 
 tests/test_merge.py has the machinery (conditioning, rules, resume, formats, errors).
 """
