@@ -104,8 +104,12 @@ def test_the_two_domain_models_draw_only_their_own_shapes(oracle, name, shapes):
     assert all(shares[world.SHAPES.index(shape)] > 0.12 for shape in shapes), shares
 
 
-@pytest.mark.parametrize(("attribute", "label"), [("shape", "star"), ("colour", "red")])
-def test_unlearning_reaches_a_high_pul_within_the_quality_budget(toy, oracle, attribute, label):
+def test_unlearning_a_shape_reaches_a_high_pul_within_the_quality_budget(toy, oracle):
+    check_effect(toy, oracle, "shape", "star")
+
+
+def check_effect(toy, oracle, attribute: str, label: str) -> None:
+    """PUL at least MIN_PUL[label], and the toy FID against real positives within FID_BUDGET."""
     result, report = run(toy, attribute, label)
     assert report["negatives_before"] > 50  # there was something to unlearn
     assert report["pul"] >= MIN_PUL[label], report
