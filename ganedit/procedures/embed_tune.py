@@ -665,17 +665,15 @@ def embedding_table_sha256(generator: nn.Module) -> str:
 def save_model(result: EmbedTuneResult, path: Path | str, parents: list[dict], recipe: dict | None = None) -> Path:
     """The edited generator as a ganedit checkpoint, with provenance (procedure, parameters, parents, recipe)."""
     from ganedit.generators.formats.ganedit_file import save_checkpoint
+
+    return save_checkpoint(path, result.generator, None, result.class_names, _provenance(result, parents, recipe))
+
+
+def _provenance(result: EmbedTuneResult, parents: list[dict], recipe: dict | None) -> dict:
     from ganedit.store.provenance import make_provenance
 
-    provenance = make_provenance(
-        "embed-tune",
-        result.parameters,
-        parents,
-        seed=result.parameters["seed"],
-        evaluation={"classes": result.summary()},
-        recipe=recipe,
-    )
-    return save_checkpoint(path, result.generator, None, result.class_names, provenance)
+    evaluation = {"classes": result.summary()}
+    return make_provenance("embed-tune", result.parameters, parents, result.parameters["seed"], evaluation, recipe)
 
 
 def save_patch(result: EmbedTuneResult, path: Path | str, parents: list[dict], recipe: dict | None = None) -> Path:
@@ -688,7 +686,6 @@ def save_patch(result: EmbedTuneResult, path: Path | str, parents: list[dict], r
     from safetensors.torch import save_file
 
     from ganedit.generators.registry import config_dict
-    from ganedit.store.provenance import make_provenance
 
     metadata = {
         "ganedit.patch": json.dumps(
@@ -702,14 +699,7 @@ def save_patch(result: EmbedTuneResult, path: Path | str, parents: list[dict], r
                     "embedding_table_sha256": result.base_table_sha256,
                 },
                 "class_names": result.class_names,
-                "provenance": make_provenance(
-                    "embed-tune",
-                    result.parameters,
-                    parents,
-                    seed=result.parameters["seed"],
-                    evaluation={"classes": result.summary()},
-                    recipe=recipe,
-                ),
+                "provenance": _provenance(result, parents, recipe),
             }
         )
     }
