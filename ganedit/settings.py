@@ -209,19 +209,18 @@ def as_dict(settings) -> dict:
 # Command-line options, generated from the fields
 
 
-def click_options(cls, *, exclude: tuple[str, ...] = (), defaults_shown: Mapping | None = None):
-    """A decorator adding one click option per field of cls (not in exclude; option=True).
+def click_options(cls):
+    """A decorator adding one click option per field of cls (those with option=True).
 
     Every option defaults to None, so a command can tell given options from absent ones and lay them
-    over a recipe. Help texts show the dataclass default (and `defaults_shown[name]` where given).
+    over a recipe. Help texts show the dataclass default.
     """
     import click
 
     decorators = []
     for spec in dataclasses.fields(cls):
-        if spec.name in exclude or not spec.metadata.get("option", True):
-            continue
-        decorators.append(_option(click, spec, (defaults_shown or {}).get(spec.name)))
+        if spec.metadata.get("option", True):
+            decorators.append(_option(click, spec))
 
     def apply(function):
         for decorator in reversed(decorators):
@@ -231,7 +230,7 @@ def click_options(cls, *, exclude: tuple[str, ...] = (), defaults_shown: Mapping
     return apply
 
 
-def _option(click, spec: Field, shown):
+def _option(click, spec: Field):
     meta = spec.metadata
     name = "--" + spec.name.replace("_", "-")
     kind, item = _kind(spec.type)
@@ -240,7 +239,7 @@ def _option(click, spec: Field, shown):
     )  # fmt: skip
     help_text = meta.get("help", "")
     if default is not None and default != [] and default != {} and kind != "pair":
-        help_text += f" [default: {_shown(default)}" + (f"; {shown}" if shown else "") + "]"
+        help_text += f" [default: {_shown(default)}]"
     elif kind == "pair":
         help_text += f" [default: {' '.join(map(_shown, default))}]"
     names = [name, *meta.get("aliases", ())]

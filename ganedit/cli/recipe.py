@@ -30,19 +30,18 @@ class Resolved:
     run: object  # the run dataclass, every field resolved
     settings: object  # the procedure's settings dataclass
     recipe: dict  # what to write into the output's metadata: command, run fields, [settings]
-    sources: list[str]  # where values came from, earliest first (packaged recipe, recipe file)
 
 
 COMMANDS: dict[str, tuple[type, type]] = {}  # command -> (run dataclass, settings dataclass)
 
 
-def recipe_options(command: str, run_cls, settings_cls, *, exclude: tuple[str, ...] = ()):
+def recipe_options(command: str, run_cls, settings_cls):
     """The click options of a command: --recipe, then one per run field, then one per setting."""
     COMMANDS[command] = (run_cls, settings_cls)
 
     def apply(function):
-        function = click_options(settings_cls, exclude=exclude)(function)
-        function = click_options(run_cls, exclude=exclude)(function)
+        function = click_options(settings_cls)(function)
+        function = click_options(run_cls)(function)
         return click.option(
             "--recipe",
             "recipe_file",
@@ -74,7 +73,7 @@ def editing_command(command: str, run_cls, settings_cls, *, resumable: bool = Tr
 
 def resolve(command: str, run_cls, settings_cls, options: dict, recipe_file: Path | None, model_key: str = "model"):
     """The run and settings of a command from defaults, packaged recipe, recipe file and options."""
-    user_run, user_settings, sources = {}, {}, []
+    user_run, user_settings = {}, {}
     if recipe_file is not None:
         user_run, user_settings = split_recipe(read_toml(recipe_file), command, run_cls, settings_cls, str(recipe_file))
     given_run, given_settings = (
@@ -86,9 +85,6 @@ def resolve(command: str, run_cls, settings_cls, options: dict, recipe_file: Pat
     base_run, base_settings = {}, {}
     if base_file is not None:
         base_run, base_settings = split_recipe(read_toml(base_file), command, run_cls, settings_cls, str(base_file))
-        sources.append(f"packaged recipe {base_file.stem}")
-    if recipe_file is not None:
-        sources.append(str(recipe_file))
     run = from_mapping(run_cls, {**base_run, **user_run, **given_run}, COMMAND_LINE)
     settings = from_mapping(settings_cls, {**base_settings, **user_settings, **given_settings}, COMMAND_LINE)
     recipe = {
@@ -96,7 +92,7 @@ def resolve(command: str, run_cls, settings_cls, options: dict, recipe_file: Pat
         **{key: value for key, value in as_dict(run).items() if value is not None and value != []},
         "settings": as_dict(settings),
     }
-    return Resolved(run, settings, recipe, sources)
+    return Resolved(run, settings, recipe)
 
 
 def split_recipe(recipe: dict, command: str, run_cls, settings_cls, where: str) -> tuple[dict, dict]:
