@@ -19,6 +19,7 @@ reproducible too and the caller's global RNG is left as it was.
 """
 
 import copy
+import dataclasses
 import json
 import math
 import pickle
@@ -56,7 +57,6 @@ class TrainingConfig:
     ema_rampup: float | None = None  # half-life at most this fraction of the images seen so far (ADA: 0.05)
     w_avg_beta: float = 0.995  # decay of G's tracked w_avg (the truncation centre)
     noise_mode: str = "random"  # synthesis noise while training
-    truncation: float = 1.0  # truncation psi of `Trainer.sample`
     seed: int = 0  # seeds every random number of the run
     autocast: str | None = None  # "bfloat16" runs the adversarial terms under autocast (GPU), None = fp32
     discriminator_warmup: int = 0  # the first this many steps train D only (G, its w_avg and G_ema stay)
@@ -180,6 +180,15 @@ def lazy_adam(module: torch.nn.Module, config: TrainingConfig, reg_every: int | 
 
 # ---------------------------------------------------------------------------------------------------
 # The training loop
+
+
+def training_config(settings, seed: int, **overrides) -> TrainingConfig:
+    """The engine's settings for a procedure: the fields its settings share with TrainingConfig by name
+    (batch_size, lr, r1_gamma, pl_weight, style_mixing, ema_kimg, ...), the stage's seed, then overrides."""
+    shared = {
+        f.name: getattr(settings, f.name) for f in dataclasses.fields(TrainingConfig) if hasattr(settings, f.name)
+    }
+    return TrainingConfig(**{**shared, "seed": seed, **overrides})
 
 
 class Trainer:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganedit.engine.adversarial import Trainer, TrainingConfig
+from ganedit.engine.adversarial import Trainer, TrainingConfig, training_config
 from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages
 from ganedit.errors import ArchitectureMismatchError, GaneditError
@@ -92,17 +92,7 @@ class MergeSettings:
         check(self)
 
     def training(self, seed: int) -> TrainingConfig:
-        return TrainingConfig(
-            batch_size=self.batch_size,
-            lr=self.lr,
-            r1_gamma=self.r1_gamma,
-            pl_weight=self.pl_weight,
-            style_mixing=self.style_mixing,
-            ema_kimg=self.ema_kimg,
-            ema_rampup=0.05,
-            discriminator_warmup=self.discriminator_warmup,
-            seed=seed,
-        )
+        return training_config(self, seed, ema_rampup=0.05)
 
     def stage_steps(self, steps: int) -> int:
         """A stage's trainer steps: its G steps, after the D-only warmup (none for a stage of 0 steps)."""

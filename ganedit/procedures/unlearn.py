@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganedit.engine.adversarial import Trainer, TrainingConfig
+from ganedit.engine.adversarial import Trainer, TrainingConfig, training_config
 from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages, ImageBatches
 from ganedit.errors import GaneditError
@@ -82,16 +82,9 @@ class UnlearnSettings:
 
     def training(self, stage: str, seed: int) -> TrainingConfig:
         """The engine's settings of a stage: G_ema is G in stage 1 (the adapted model is G itself)."""
-        return TrainingConfig(
-            batch_size=self.batch_size,
-            lr=self.lr,
-            r1_gamma=self.r1_gamma,
-            pl_weight=self.pl_weight,
-            style_mixing=self.style_mixing,
-            ema_kimg=0.0 if stage == "adapt" else self.ema_kimg,
-            ema_rampup=None if stage == "adapt" else 0.05,
-            seed=seed,
-        )
+        if stage == "adapt":
+            return training_config(self, seed, ema_kimg=0.0, ema_rampup=None)
+        return training_config(self, seed, ema_rampup=0.05)
 
 
 # ---------------------------------------------------------------------------------------------------
