@@ -252,31 +252,35 @@ class ClipObjective:
         self.concept_weighting = settings.concept_weighting
 
     def __call__(self, x_t: torch.Tensor, x_f: torch.Tensor) -> torch.Tensor:
-        total = 0
-        for m, (clip, weight) in enumerate(zip(self.clips, self.weights, strict=True)):
-            x_t_m = x_t.to(clip.device)
+        """The method's loss of G_t's images x_t against G_f's x_f on the same latents."""
+
+        def term(m, clip, x_t_m):
             if self.method == "global":
-                term = global_loss(clip, x_t_m, self.concepts[m])
-            else:
-                with torch.no_grad():
-                    frozen = clip.encode_images(x_f.to(clip.device))
-                    shows = None
-                    if self.concept_weighting:
-                        shows = concept_probability(clip, frozen, self.concepts[m], self.neutrals[m])
-                term = directional_loss(clip, x_t_m, frozen, self.directions[m], shows)
-            total = total + weight * term.to(x_t.device)
-        return total
+                return global_loss(clip, x_t_m, self.concepts[m])
+            with torch.no_grad():
+                frozen = clip.encode_images(x_f.to(clip.device))
+                shows = None
+                if self.concept_weighting:
+                    shows = concept_probability(clip, frozen, self.concepts[m], self.neutrals[m])
+            return directional_loss(clip, x_t_m, frozen, self.directions[m], shows)
+
+        return self._ensemble(x_t, term)
 
     def global_towards_target(self, x: torch.Tensor) -> torch.Tensor:
         """NADA's global CLIP loss towards the target text (the neutral prompt; the concept's for `global`)."""
+
+        def term(m, clip, x_m):
+            if self.method == "global":
+                return global_loss(clip, x_m, self.concepts[m])
+            return 1 - (clip.encode_images(x_m) @ self.neutrals[m]).mean()
+
+        return self._ensemble(x, term)
+
+    def _ensemble(self, x: torch.Tensor, term) -> torch.Tensor:
+        """sum_m weight_m * term(m, clip_m, x on clip_m's device), on x's device."""
         total = 0
         for m, (clip, weight) in enumerate(zip(self.clips, self.weights, strict=True)):
-            x_m = x.to(clip.device)
-            if self.method == "global":
-                term = global_loss(clip, x_m, self.concepts[m])
-            else:
-                term = 1 - (clip.encode_images(x_m) @ self.neutrals[m]).mean()
-            total = total + weight * term.to(x.device)
+            total = total + weight * term(m, clip, x.to(clip.device)).to(x.device)
         return total
 
 
