@@ -2,8 +2,11 @@
 reusing adapted models, and the command line's errors. Its effect is shown on the toy world in
 test_toy_unlearn.py."""
 
+import argparse
+import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,15 +18,16 @@ from PIL import Image
 import ganedit
 from ganedit.cli import main
 from ganedit.engine.adversarial import Trainer
+from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
 from ganedit.errors import GaneditError
 from ganedit.procedures.unlearn import (
-    EWCPenalty,
     Repulsion,
     UnlearnSettings,
+    ewc_names,
     ewc_parameters,
     extrapolate,
-    fisher_diagonal,
     flat,
+    negative_subsets,
     trainable,
     unlearn,
 )
@@ -68,6 +72,51 @@ def test_distance_is_the_mean_squared_difference_averaged_over_adapted_models():
     )
 
 
+def test_the_reference_distance_is_its_per_tensor_mean_times_k_over_2p_and_is_not_normalised():
+    """d_ref = (K / 2P') sum_p sum_k mean_p (theta_p - theta_N,k,p)^2, as the reference's
+    calc_difference_param_new computes it (per-tensor MSE, summed over k, / P', / 2 * K)."""
+    sizes = [3, 1000, 40]
+    theta = torch.randn(sum(sizes))
+    adapted = [theta + 0.1 * torch.randn_like(theta) for _ in range(4)]
+    repulsion = Repulsion(theta, adapted, "el2", alpha=1.0, gamma=1.0, weight=1.0, distance="reference", sizes=sizes)
+    other = torch.randn_like(theta)
+    per_tensor = [
+        sum(float((o - a).square().mean()) for a in [a.split(sizes)[p] for a in adapted])
+        for p, o in enumerate(other.split(sizes))
+    ]
+    reference = sum(value / len(sizes) / 2 * len(adapted) for value in per_tensor)
+    assert repulsion.raw_distance(other).item() == pytest.approx(reference, rel=1e-4)
+    assert repulsion.unit == 1.0  # the paper's alpha applies to d_ref as printed
+    mean = Repulsion(theta, adapted, "el2", alpha=1.0, gamma=1.0, weight=1.0)
+    assert mean.unit == mean.initial  # the default is in units of its start
+    # the 3-element tensor weighs as much as the 1000-element one under d_ref, not under d
+    bumped = theta.clone()
+    bumped[:3] += 1.0
+    assert repulsion.raw_distance(bumped) - repulsion.initial > 10 * (mean.raw_distance(bumped) - mean.initial)
+
+
+def test_negatives_per_model_gives_disjoint_sets_where_the_pool_allows():
+    settings = UnlearnSettings(adapted_models=3, negatives_per_model=10)
+    subsets = negative_subsets(30, settings)
+    assert [len(s) for s in subsets] == [10, 10, 10]
+    assert len(set(torch.cat(subsets).tolist())) == 30
+    small = negative_subsets(12, settings)
+    assert [len(s) for s in small] == [10, 10, 10] and all(s.max() < 12 for s in small)
+    halves = negative_subsets(30, UnlearnSettings(adapted_models=3))
+    assert [len(s) for s in halves] == [15, 15, 15]
+
+
+def test_the_adapted_model_is_stage_1s_g_ema(pair):
+    """With a G_ema half-life far beyond the run, the adapted model stays the original; with none, it is G."""
+    G, D = pair
+    theta = flat(trainable(G)).detach()
+    negatives = images(8, 1)
+    frozen = run_api(pair, negatives, None, method="extrapolate", ema_kimg=1e9).adapted
+    followed = run_api(pair, negatives, None, method="extrapolate", ema_kimg=0.0).adapted
+    assert all(torch.allclose(a, theta, atol=1e-6) for a in frozen)
+    assert all((a - theta).abs().max() > 1e-4 for a in followed)
+
+
 def test_each_repulsion_is_largest_at_the_adapted_models_and_falls_with_distance(pair):
     G, _ = pair
     theta = flat(trainable(G)).detach()
@@ -85,16 +134,42 @@ def test_extrapolation_steps_against_the_mean_adaptation(pair):
     assert torch.allclose(flat(trainable(extrapolate(G, adapted, gamma=2.0))), theta - 2.0, atol=1e-5)
 
 
-def test_ewc_covers_the_synthesis_convolutions_and_is_zero_at_the_start(pair):
+def test_ewc_covers_the_parameters_of_the_references_convs(conformance_dir):
+    """The reference's EWC runs over every parameter of rosinality's `self.convs` (model.py,
+    estimate_fisher): read a real rosinality checkpoint, map those tensors' names to ganedit's, and the
+    EWC set is exactly them: kernels, style affines, noise strengths and biases above 4 px."""
+    from ganedit.generators.formats.rosinality import _generator_rules
+    from ganedit.store.safe_torch import safe_torch_load
+
+    path = conformance_dir / "rosinality-sg2-tiny.pt"
+    state = safe_torch_load(path, allowed_globals=(argparse.Namespace,))["g_ema"]
+    convs = [key for key in state if re.fullmatch(r"convs\.\d+\.(conv\.weight|conv\.modulation\.\w+|noise\.weight|"
+                                                 r"activate\.bias)", key)]  # fmt: skip
+    expected = set()
+    for key in convs:
+        rename = next(rename for pattern, rename, _ in _generator_rules() if (match := pattern.fullmatch(key)))
+        expected.add(rename(match).removeprefix("synthesis."))
+    G = ganedit.load_generator(path)
+    names = {name for name, _ in ewc_parameters(G)}
+    assert len(convs) == 5 * 2 * 3  # three resolutions above 4 px, two layers each, five parameters each
+    assert names == expected
+    assert {"b4.conv1.weight", "b4.conv1.affine.weight", "b8.torgb.weight", "b4.const"}.isdisjoint(names)
+
+
+def test_ewc_penalty_is_zero_at_the_start_and_pulls_back_every_covered_parameter(pair):
     G, D = pair
-    names = [name for name, _ in ewc_parameters(G)]
-    assert names and all(".conv" in f".{name}" and name.endswith("weight") for name in names)
-    assert not any("torgb" in name or "affine" in name for name in names)
-    fisher = fisher_diagonal(G, D, samples=3, seed=0)
+    fisher = fisher_diagonal(G, D, ewc_names(G), samples=3, seed=0)
     assert all((f >= 0).all() for f in fisher) and any((f > 0).any() for f in fisher)
-    penalty = EWCPenalty(G, fisher, ewc_lambda=5e8)
+    penalty = EWCPenalty(G, ewc_names(G), fisher, ewc_lambda=5e8)
     assert penalty(G).item() == 0.0
     assert all(p.requires_grad for p in D.parameters())  # the networks' gradient flags are restored
+    moved = copy.deepcopy(G)
+    with torch.no_grad():
+        for _, p in ewc_parameters(moved):
+            p.add_(0.01)
+    gradients = torch.autograd.grad(penalty(moved), [p for _, p in ewc_parameters(moved)])
+    for (name, _), f, g in zip(ewc_parameters(moved), fisher, gradients, strict=True):
+        assert torch.allclose(g, 5e8 * f * 0.01, rtol=1e-3, atol=1e-6), name  # d/dtheta (lambda/2) F dtheta^2
 
 
 def run_api(pair, negatives, positives, checkpoint=None, resume=False, every=0, **overrides):

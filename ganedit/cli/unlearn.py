@@ -28,7 +28,7 @@ class UnlearnRun:
     judge: str | None = setting(None, "Classifier that recognises the feature (see below).", metavar="SPEC")
     labels: str | None = setting(None, "Labels file of a local judge, one per line.", metavar="FILE")
     positives: str | None = setting(None, "Folder of images without the feature (stage 2).", metavar="DIR")
-    mine: int = setting(64, "Negatives to mine with the judge.", min=1)
+    mine: int = setting(64, "Negatives to mine with the judge (at least K x negatives-per-model).", min=1)
     keep_adapted: str | None = setting(None, "Save the adapted models in this folder.", metavar="DIR")
     adapted: list[str] = setting([], "Reuse adapted models saved with --keep-adapted (repeatable); skips stage 1.",
                                  metavar="FILE")  # fmt: skip
@@ -111,7 +111,8 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         if negatives is not None:
             negative_images = load_image_folder(negatives, resolution)
         else:
-            negative_images = ul.mine_negatives(G, judge, feature_index, run.mine, seed)
+            count = max(run.mine, settings.adapted_models * settings.negatives_per_model)
+            negative_images = ul.mine_negatives(G, judge, feature_index, count, seed)
     positive_images = load_image_folder(positives, resolution) if positives is not None else None
     if method == "repulsion" and positive_images is None and judge is None:
         raise GaneditError("stage 2 needs positives: give --positives DIR, or --feature LABEL with a judge to filter")

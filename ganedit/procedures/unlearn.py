@@ -7,12 +7,19 @@ the original GAN on *positives* (its own samples without the feature) with a rep
 largest at the adapted parameters. The baseline `extrapolate` steps the other way in parameter space
 at once: theta = theta_G - gamma * mean_k (theta_N,k - theta_G).
 
-The parameter distance (what the reference code does not define well, methods.md):
+As the reference runs the stages: both are StyleGAN2 training (non-saturating loss, lazy R1, path-length
+regularisation weight 2 every 4 steps, style mixing 0.9); each starts G, G_ema and D from the published
+G_ema and D; G_ema follows G with the reference's fixed per-step decay (rosinality's
+0.5 ** (32 / 10,000), a half-life of 312.5 steps: 5 kimg at batch 16), with no ramp-up; the adapted
+model kept from stage 1, and the model stage 2 ships, is G_ema. EWC covers the parameters of the
+reference's `convs` (every synthesis layer after the 4 px one: kernels, style affines, noise strengths,
+biases), and the repulsion acts on the trained G.
+
+The parameter distance. The default (`distance = "mean"`) is well defined:
 
     d(theta) = (1 / K) sum_k mean_i (theta_i - theta_N,k,i)^2      over all P trainable parameters of G
 
-a mean squared difference over every parameter element (not a per-tensor mean, where a 3-element bias
-weighs as much as a 512x512x3x3 kernel), averaged over the K adapted models. Since
+a mean squared difference over every parameter element, averaged over the K adapted models. Since
 mean_k (x - a_k)^2 = (x - mean_k a_k)^2 + mean_k (a_k - mean_k a_k)^2, d is computed exactly from one
 flat tensor, the adapted models' mean, plus a constant: K models cost what one does, and nothing is read
 from disk during training. The repulsion uses d in units of its starting value, d_hat = d(theta) /
@@ -23,10 +30,12 @@ orders of magnitude between models):
     nl2:  L_G = L_adv - gamma * d_hat
     il2:  L_G = L_adv + gamma / d_hat
 
-Relation to the paper's scale: its d_ref = (K / 2P') sum_p sum_k mean_p(...) over P' tensors is about
-(K^2 / 2) * d when the per-tensor means are alike, so the paper's alpha_ref corresponds to ganedit's
-alpha = alpha_ref * (K^2 / 2) * d(theta_G), and gamma likewise (1 / that factor for il2). The report
-gives d(theta_G) for the conversion.
+`distance = "reference"` is the reference code's, so the paper's printed alpha / gamma apply as printed:
+d_ref(theta) = (K / 2P') sum_p sum_k mean_p (theta_p - theta_N,k,p)^2 over the P' parameter tensors, a
+per-tensor mean (a 3-element bias weighs as much as a 512x512x3x3 kernel) times K / 2P' (K where it
+meant 1 / K), not normalised: d_hat = d_ref. When the per-tensor means are alike, d_ref is about
+(K^2 / 2) * d, so the paper's alpha_ref corresponds to ganedit's alpha = alpha_ref * (K^2 / 2) * d(theta_G)
+(gamma likewise; 1 / that factor for il2). The report gives d(theta_G) for the conversion.
 """
 
 import copy
@@ -38,6 +47,7 @@ import torch
 from torch import nn
 
 from ganedit.engine.adversarial import Trainer, TrainingConfig, training_config
+from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
 from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages, ImageBatches
 from ganedit.errors import GaneditError
@@ -47,6 +57,7 @@ from ganedit.settings import check, derived_seed, setting
 
 METHODS = ("repulsion", "extrapolate")
 REPULSIONS = ("el2", "nl2", "il2")
+DISTANCES = ("mean", "reference")
 RESUME_FORMAT = "ganedit.procedures.unlearn-resume"
 
 
@@ -58,7 +69,11 @@ class UnlearnSettings:
                           choices=METHODS)  # fmt: skip
     repulsion: str = setting("el2", "Repulsion term of stage 2.", choices=REPULSIONS)
     adapted_models: int = setting(5, "K, adapted models, each from a random subset of the negatives.", min=1)
-    subset_fraction: float = setting(0.5, "Share of the negatives in each subset.", min=0, max=1, min_open=True)
+    subset_fraction: float = setting(0.5, "Share of the negatives in each subset (when negatives-per-model is 0).",
+                                     min=0, max=1, min_open=True)  # fmt: skip
+    negatives_per_model: int = setting(0, "Negatives each adapted model trains on, disjoint where the pool allows "
+                                       "(the reference mines 300 per model; 0: a subset-fraction of one pool).",
+                                       min=0)  # fmt: skip
     adapt_steps: int = setting(1000, "Stage 1 steps per adapted model.", min=0)
     steps: int = setting(1000, "Stage 2 steps.", min=0)
     batch_size: int = setting(16, "Images per step.", min=1)
@@ -66,13 +81,18 @@ class UnlearnSettings:
                         min_open=True)  # fmt: skip
     ewc_lambda: float = setting(5e8, "lambda of the EWC penalty (methods.md).", min=0)
     fisher_samples: int = setting(32, "Generated samples the Fisher diagonal is estimated from.", min=1)
-    alpha: float = setting(5.0, "el2: exp(-alpha * d / d0).", min=0, min_open=True)
+    distance: str = setting("mean", "Repulsion distance: mean squared difference over all parameters, in units "
+                            "of its start (d / d0); or the reference code's per-tensor d_ref, so the paper's "
+                            "alpha / gamma apply as printed (d_ref is about K^2/2 * d).",
+                            choices=DISTANCES)  # fmt: skip
+    alpha: float = setting(5.0, "el2: exp(-alpha * d).", min=0, min_open=True)
     gamma: float = setting(1.0, "nl2 / il2 strength; extrapolate: the step along -(theta_N - theta_G).", min=0)
     weight: float = setting(100.0, "el2: the term's weight (the reference's fixed 100).", min=0)
     r1_gamma: float = setting(10.0, "R1 weight of both stages.", min=0)
-    pl_weight: float = setting(0.0, "Path-length regularisation weight (0: off).", min=0)
-    style_mixing: float = setting(0.9, "Style-mixing probability.", min=0, max=1)
-    ema_kimg: float = setting(10.0, "G_ema half-life of stage 2 in kimg, with ADA's rampup.", min=0)
+    pl_weight: float = setting(2.0, "Path-length regularisation weight of both stages (0: off).", min=0)
+    style_mixing: float = setting(0.9, "Style-mixing probability of both stages.", min=0, max=1)
+    ema_kimg: float = setting(5.0, "G_ema half-life in kimg, both stages, no ramp-up (the reference's 312.5 steps "
+                              "at batch 16; 0: G_ema is G).", min=0)  # fmt: skip
     min_keep_fraction: float = setting(0.02, "Positives filter: stop if fewer of G's samples lack the feature.",
                                        min=0, max=1)  # fmt: skip
     seed: int = setting(0, "Same seed, same result (on the same device).")
@@ -80,11 +100,9 @@ class UnlearnSettings:
     def __post_init__(self):
         check(self)
 
-    def training(self, stage: str, seed: int) -> TrainingConfig:
-        """The engine's settings of a stage: G_ema is G in stage 1 (the adapted model is G itself)."""
-        if stage == "adapt":
-            return training_config(self, seed, ema_kimg=0.0, ema_rampup=None)
-        return training_config(self, seed, ema_rampup=0.05)
+    def training(self, seed: int) -> TrainingConfig:
+        """The engine's settings of either stage (the reference runs both alike)."""
+        return training_config(self, seed, ema_rampup=None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -111,50 +129,23 @@ def set_flat(params: list[torch.Tensor], vector: torch.Tensor) -> None:
 # Stage 1: EWC
 
 
+EWC_LAYER = re.compile(r"b(\d+)\.conv[01]\.")
+
+
 def ewc_parameters(G: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """The synthesis convolutions' kernels, b{res}.conv0/conv1.weight (what the reference's EWC covers)."""
-    return [(name, p) for name, p in G.synthesis.named_parameters() if re.fullmatch(r"b\d+\.conv[01]\.weight", name)]
+    """Every parameter of the synthesis layers above 4 px, b{res}.conv0/conv1 for res > 4: kernel, style
+    affine weight and bias, noise strength, bias. These are rosinality's `convs`, what the reference's
+    EWC covers; the 4 px conv (rosinality's `conv1`), the const input, toRGB and mapping stay free."""
+    return [
+        (name, p)
+        for name, p in G.synthesis.named_parameters()
+        if (match := EWC_LAYER.match(name)) and int(match[1]) > 4
+    ]
 
 
-def fisher_diagonal(G: nn.Module, D: nn.Module, samples: int, seed: int) -> list[torch.Tensor]:
-    """F_p = mean over `samples` generated images of (d D(G(z)) / d theta_p)^2 for the EWC parameters.
-
-    D's logit plays the log-likelihood (methods.md); one backward pass per sample, since the square is
-    taken per sample. Noise is the stored (const) noise, so F depends on the seed only.
-    """
-    params = [p for _, p in ewc_parameters(G)]
-    fisher = [torch.zeros_like(p) for p in params]
-    device = params[0].device
-    rng = torch.Generator().manual_seed(seed)
-    G_requires, D_requires = [p.requires_grad for p in G.parameters()], [p.requires_grad for p in D.parameters()]
-    G.requires_grad_(False)
-    D.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    for _ in range(samples):
-        z = torch.randn([1, G.z_dim], generator=rng).to(device)
-        logit = D(G(z, None, noise_mode="const"), None).sum()
-        grads = torch.autograd.grad(logit, params)
-        torch._foreach_add_(fisher, [g.square() / samples for g in grads])
-    for p, flag in zip(G.parameters(), G_requires, strict=True):
-        p.requires_grad_(flag)
-    for p, flag in zip(D.parameters(), D_requires, strict=True):
-        p.requires_grad_(flag)
-    return fisher
-
-
-class EWCPenalty:
-    """(lambda / 2) sum_p F_p (theta_p - theta*_p)^2 over the EWC parameters, all on G's device."""
-
-    def __init__(self, G: nn.Module, fisher: list[torch.Tensor], ewc_lambda: float):
-        self.names = [name for name, _ in ewc_parameters(G)]
-        self.anchor = [p.detach().clone() for _, p in ewc_parameters(G)]
-        self.fisher, self.ewc_lambda = fisher, ewc_lambda
-
-    def __call__(self, G: nn.Module) -> torch.Tensor:
-        params = [p for _, p in ewc_parameters(G)]
-        terms = [(f * (p - a).square()).sum() for f, p, a in zip(self.fisher, params, self.anchor, strict=True)]
-        return (self.ewc_lambda / 2) * torch.stack(terms).sum()
+def ewc_names(G: nn.Module) -> list[str]:
+    """The EWC parameters' names in G (ganedit.engine.ewc takes names of G.named_parameters())."""
+    return [f"synthesis.{name}" for name, _ in ewc_parameters(G)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -162,27 +153,51 @@ class EWCPenalty:
 
 
 class Repulsion:
-    """The repulsion term of stage 2 on d_hat (module docstring), adapted models resident as one mean."""
+    """The repulsion term of stage 2 on d_hat (module docstring), adapted models resident as one mean.
+
+    Both distances are sum_i w_i (theta_i - theta_N,k,i)^2 averaged over k, with an element weight w:
+    1 / P for "mean" (then divided by its starting value), and (K^2 / 2P') / n_p for an element of a
+    tensor of n_p elements for "reference" (`sizes` gives the tensors' sizes, in order).
+    """
 
     def __init__(
-        self, original: torch.Tensor, adapted: list[torch.Tensor], kind: str, alpha: float, gamma: float, weight: float
+        self,
+        original: torch.Tensor,
+        adapted: list[torch.Tensor],
+        kind: str,
+        alpha: float,
+        gamma: float,
+        weight: float,
+        distance: str = "mean",
+        sizes: list[int] | None = None,
     ):
         if kind not in REPULSIONS:
             raise GaneditError(f"unknown repulsion {kind!r}; choose one of: {', '.join(REPULSIONS)}")
+        if distance not in DISTANCES:
+            raise GaneditError(f"unknown distance {distance!r}; choose one of: {', '.join(DISTANCES)}")
         stacked = torch.stack([a.to(original.device) for a in adapted])
         self.mean = stacked.mean(dim=0)  # [P]
-        self.spread = float((stacked - self.mean).square().mean())  # mean_k mean_i (a_k - mean)^2
+        if distance == "mean":
+            self.element_weight = 1.0 / original.numel()
+        else:
+            sizes = sizes if sizes is not None else [original.numel()]
+            K = len(adapted)
+            per_tensor_mean = torch.cat([torch.full([n], 1.0 / n, device=original.device) for n in sizes])
+            self.element_weight = per_tensor_mean * (K * K / (2 * len(sizes)))
+        # mean_k sum_i w_i (a_k,i - mean_i)^2, the constant part of the distance
+        self.spread = float(((stacked - self.mean).square().mean(dim=0) * self.element_weight).sum())
         self.kind, self.alpha, self.gamma, self.weight = kind, alpha, gamma, weight
         self.initial = self.raw_distance(original).item()
         if not self.initial > 0:
             raise GaneditError("the adapted models equal the original; stage 1 did not move (raise adapt-steps or lr)")
+        self.unit = self.initial if distance == "mean" else 1.0  # d_hat = d / d0, or d_ref as printed
 
     def raw_distance(self, theta: torch.Tensor) -> torch.Tensor:
-        """d(theta) = mean_k mean_i (theta_i - theta_N,k,i)^2."""
-        return (theta - self.mean).square().mean() + self.spread
+        """mean_k sum_i w_i (theta_i - theta_N,k,i)^2: d(theta), or d_ref(theta)."""
+        return ((theta - self.mean).square() * self.element_weight).sum() + self.spread
 
     def __call__(self, G: nn.Module) -> torch.Tensor:
-        d_hat = self.raw_distance(flat(trainable(G))) / self.initial
+        d_hat = self.raw_distance(flat(trainable(G))) / self.unit
         if self.kind == "el2":
             return self.weight * torch.exp(-self.alpha * d_hat)
         if self.kind == "nl2":
@@ -214,10 +229,19 @@ class UnlearnResult:
 
 
 def negative_subsets(count: int, settings: UnlearnSettings) -> list[torch.Tensor]:
-    """K index sets into the negatives, each a seeded random `subset_fraction` of them (at least one)."""
+    """K index sets into the `count` negatives, seeded.
+
+    With `negatives_per_model` n: disjoint sets of n where count >= K * n (the reference mines fresh
+    negatives for each adapted model), else K random sets of min(n, count). Without: K random
+    `subset_fraction` shares of the pool (at least one image each).
+    """
     rng = torch.Generator().manual_seed(derived_seed(settings.seed, "negative-subsets"))
-    size = max(1, round(count * settings.subset_fraction))
-    return [torch.randperm(count, generator=rng)[:size].sort().values for _ in range(settings.adapted_models)]
+    K, n = settings.adapted_models, settings.negatives_per_model
+    if n and count >= K * n:
+        order = torch.randperm(count, generator=rng)
+        return [order[k * n : (k + 1) * n].sort().values for k in range(K)]
+    size = min(n, count) if n else max(1, round(count * settings.subset_fraction))
+    return [torch.randperm(count, generator=rng)[:size].sort().values for _ in range(K)]
 
 
 def unlearn(
@@ -274,13 +298,14 @@ def unlearn(
         ewc = None
         for k in range(len(finished), settings.adapted_models):
             if ewc is None:  # the Fisher diagonal and the anchor are the original model's, shared by all K
-                fisher = fisher_diagonal(G, D, settings.fisher_samples, derived_seed(settings.seed, "fisher"))
-                ewc = EWCPenalty(G, fisher, settings.ewc_lambda)
+                names = ewc_names(G)
+                fisher = fisher_diagonal(G, D, names, settings.fisher_samples, derived_seed(settings.seed, "fisher"))
+                ewc = EWCPenalty(G, names, fisher, settings.ewc_lambda)
                 info["fisher_mean"] = float(torch.stack([f.mean() for f in fisher]).mean())
             trainer = Trainer(
                 copy.deepcopy(G),
                 copy.deepcopy(D),
-                settings.training("adapt", derived_seed(settings.seed, f"adapt-{k}")),
+                settings.training(derived_seed(settings.seed, f"adapt-{k}")),
             )
             batches = ImageBatches(
                 negatives[subsets[k]].to(device),
@@ -300,7 +325,7 @@ def unlearn(
                 save if checkpoint else None, checkpoint_every, progress, f"adapt {k + 1}/{settings.adapted_models}",
             )  # fmt: skip
             info[f"adapt_{k}_losses"] = losses
-            finished.append(flat(trainable(trainer.G)).detach().cpu())
+            finished.append(flat(trainable(trainer.G_ema)).detach().cpu())  # the reference keeps G_ema
             state = None
             if checkpoint:
                 _write_resume(checkpoint, identity, ("adapted", k), finished, None, None)
@@ -311,11 +336,12 @@ def unlearn(
         return UnlearnResult(result, None, [a.cpu() for a in finished], info)
 
     # Stage 2: the original G on positives, with repulsion from the adapted models.
-    repulsion = Repulsion(original, finished, settings.repulsion, settings.alpha, settings.gamma, settings.weight)
+    repulsion = Repulsion(
+        original, finished, settings.repulsion, settings.alpha, settings.gamma, settings.weight,
+        settings.distance, [p.numel() for p in trainable(G)],
+    )  # fmt: skip
     info["initial_distance"] = repulsion.initial
-    trainer = Trainer(
-        copy.deepcopy(G), copy.deepcopy(D), settings.training("unlearn", derived_seed(settings.seed, "unlearn"))
-    )
+    trainer = Trainer(copy.deepcopy(G), copy.deepcopy(D), settings.training(derived_seed(settings.seed, "unlearn")))
     data_rng = torch.Generator().manual_seed(derived_seed(settings.seed, "unlearn-data"))
     if positives is not None:
         source = ImageBatches(positives.to(device), settings.batch_size, data_rng, flip=True)
@@ -351,6 +377,7 @@ def unlearn(
         "unlearn",
     )
     info["final_distance"] = float(repulsion.raw_distance(flat(trainable(trainer.G_ema))) / repulsion.initial)
+    info["distance"] = settings.distance
     return UnlearnResult(trainer.G_ema.eval(), trainer.D.eval(), [a.cpu() for a in finished], info)
 
 
