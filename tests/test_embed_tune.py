@@ -17,6 +17,8 @@ from ganedit.cli import main
 from ganedit.errors import GaneditError
 from ganedit.generators.biggan_deep import BigGANDeep
 from ganedit.judges.classifiers import Judge, Preprocess
+from ganedit.judges.features import alexnet_conv5
+from ganedit.judges.perceptual import load_perceptual, mean_pairwise_distance
 from ganedit.procedures import embed_tune as et
 from tests.helpers import tune
 
@@ -69,13 +71,22 @@ def judge():
 FAST = dict(starts=2, rounds=2, steps=3, batch_size=4, holdout=6)
 
 
-def hand_loss(generator, judge, e, z, target, lo, hi, alpha, pairs, space):
+@pytest.fixture(scope="module")
+def conv5():
+    """AlexNet conv5 with random weights: the real network's shapes and gradients, no download."""
+    return alexnet_conv5(random_weights_for_tests=True)
+
+
+def hand_loss(generator, judge, e, z, target, lo, hi, alpha, pairs, space, conv5=None):
     """L for one start, written directly from methods.md (no batching over starts)."""
     clamped = torch.max(torch.min(e, hi), lo)
     images = generator.from_embedding(z, clamped.expand(len(z), -1), 1.0)
     logits, features = judge.logits_and_features(images)
     ce = F.cross_entropy(logits, torch.full((len(z),), target))
-    phi = {"softmax": logits.softmax(1), "features": features, "pixels": images.flatten(1)}[space]
+    if space == "alexnet-conv5":
+        phi = conv5(images)
+    else:
+        phi = {"softmax": logits.softmax(1), "features": features, "pixels": images.flatten(1)}[space]
     ratios = [
         torch.linalg.norm(phi[a] - phi[b]) / torch.linalg.norm(z[a] - z[b])
         for a, b in zip(*pairs.tolist(), strict=True)
@@ -83,8 +94,8 @@ def hand_loss(generator, judge, e, z, target, lo, hi, alpha, pairs, space):
     return ce - alpha * torch.stack(ratios).mean()
 
 
-@pytest.mark.parametrize("space", ["softmax", "features", "pixels"])
-def test_one_adam_step_equals_the_hand_computed_update(generator, judge, space):
+@pytest.mark.parametrize("space", ["softmax", "features", "alexnet-conv5", "pixels"])
+def test_one_adam_step_equals_the_hand_computed_update(generator, judge, conv5, space):
     targets = torch.tensor([1, 1, 4])
     init = generator.class_embeddings.detach()[[0, 2, 3]] * 1.5  # some entries outside the box
     lo, hi = et.embedding_bounds(generator.class_embeddings.detach())
@@ -103,6 +114,7 @@ def test_one_adam_step_equals_the_hand_computed_update(generator, judge, space):
         weight_decay=weight_decay,
         diversity=space,
         diversity_weight=alpha,
+        diversity_network=conv5,
         truncation=1.0,
         seed=5,
     )
@@ -111,7 +123,7 @@ def test_one_adam_step_equals_the_hand_computed_update(generator, judge, space):
     for start in range(3):
         e = init[start].clone().requires_grad_(True)
         with et.frozen(generator):
-            hand_loss(generator, judge, e, z[start], int(targets[start]), lo, hi, alpha, pairs, space).backward()
+            hand_loss(generator, judge, e, z[start], int(targets[start]), lo, hi, alpha, pairs, space, conv5).backward()
         gradient = e.grad + weight_decay * e.detach()  # Adam's weight decay is an L2 term in the gradient
         # First Adam step: m_hat = g, v_hat = g^2, so the update is lr * g / (|g| + eps).
         expected = e.detach() - lr * gradient / (gradient.abs() + 1e-8)
@@ -130,6 +142,91 @@ def test_diversity_term_is_a_scalar_per_start_that_backpropagates(generator, jud
     assert (with_term < without).all()  # L = L_CE - alpha * L_div with L_div > 0
     (with_term - without).sum().backward()
     assert torch.isfinite(embeddings.grad).all() and embeddings.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("space", ["softmax", "features", "alexnet-conv5", "pixels"])
+def test_diversity_gradient_is_non_zero_and_proportional_to_its_weight(generator, judge, conv5, space):
+    """d(L(alpha) - L(0))/de = -alpha dL_div/de: the term pushes e, and twice the weight pushes twice as hard."""
+    embeddings, z, labels, lo, hi, pairs = one_step_inputs(generator)
+
+    def diversity_gradient(alpha):
+        e = embeddings.clone().requires_grad_(True)
+        with et.frozen(generator):
+            with_term = et.am_loss(generator, judge, e, z, labels, lo, hi, 1.0, space, alpha, pairs, "fp32", conv5)
+            without = et.am_loss(generator, judge, e, z, labels, lo, hi, 1.0, "off", alpha, pairs, "fp32", conv5)
+            (with_term - without).sum().backward()
+        return e.grad
+
+    once, twice = diversity_gradient(1.0), diversity_gradient(2.0)
+    assert (once.norm(dim=1) > 1e-6).all(), once.norm(dim=1)
+    # up to float cancellation of the cross-entropy gradient, which both losses share
+    assert (twice - 2 * once).norm() < 1e-3 * (2 * once).norm()
+
+
+def test_alexnet_conv5_features_have_its_shape_and_pass_gradients(conv5):
+    images = (torch.rand(3, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    features = conv5(images)
+    assert features.shape == (3, 256 * 6 * 6)  # conv5 after its ReLU and max-pool, at 224 px
+    features.square().sum().backward()
+    assert images.grad.abs().sum() > 0
+    assert not conv5.training and not any(p.requires_grad for p in conv5.parameters())
+    reference = conv5.trunk(conv5.preprocess(images.detach()))  # the torchvision trunk on the preprocessed images
+    torch.testing.assert_close(features.detach(), reference.flatten(1))
+
+
+def test_alexnet_conv5_offline_without_its_weights_is_a_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.setenv("GANEDIT_OFFLINE", "1")
+    with pytest.raises(GaneditError) as error:
+        alexnet_conv5()
+    message = str(error.value)
+    assert "\n" not in message
+    assert "alexnet-owt-7be5be79.pth" in message and str(tmp_path / "empty-torch-home") in message
+    assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in message
+    with pytest.raises(GaneditError, match="alexnet-owt-7be5be79.pth"):  # embed_tune loads it when not given one
+        tune(tiny_generator(), colour_judge(CLASS_NAMES), [1], diversity="alexnet-conv5", diversity_weight=1.0, **FAST)
+
+
+def test_alexnet_conv5_diversity_works_with_any_judge(generator, judge, conv5, monkeypatch):
+    from ganedit.judges import features
+
+    built = []
+    monkeypatch.setattr(features, "alexnet_conv5", lambda: built.append(1) or conv5)  # the default, without a download
+    settings = dict(diversity="alexnet-conv5", diversity_weight=50.0, **FAST)
+    tuned = tune(generator, judge, [1], **settings)
+    assert built == [1] and tuned.parameters["diversity"] == "alexnet-conv5"
+    given = et.embed_tune(generator, judge, [1], et.EmbedTuneSettings(**settings), diversity_network=conv5)
+    assert built == [1]  # a given network is used as it is
+    torch.testing.assert_close(given.embeddings, tuned.embeddings)
+    without = tune(generator, judge, [1], diversity="off", **FAST)
+    assert not torch.allclose(tuned.embeddings, without.embeddings)
+
+
+def test_mean_pairwise_perceptual_distance_is_reported_before_and_after(generator, judge, tmp_path):
+    perceptual = load_perceptual("toy")
+    result = et.embed_tune(
+        generator, judge, [2, judge.labels.index("new0")], et.EmbedTuneSettings(**FAST),
+        class_names=CLASS_NAMES, perceptual=perceptual,
+    )  # fmt: skip
+    assert result.perceptual == perceptual.name
+    z = result.holdout_z
+    with torch.no_grad():
+        for report, before, after in zip(result.reports, result.before_embeddings, result.embeddings, strict=True):
+            for scores, embedding in ((report.before, before), (report.after, after)):
+                images = generator.from_embedding(z, embedding.expand(len(z), -1), 1.0)
+                pairs = [(a, b) for a in range(len(z)) for b in range(a + 1, len(z))]
+                by_hand = sum(float(perceptual(images[[a]], images[[b]])) for a, b in pairs) / len(pairs)
+                assert scores.mean_pairwise_perceptual == pytest.approx(by_hand, rel=1e-4)
+    assert result.reports[1].before.mean_pairwise_perceptual != result.reports[1].after.mean_pairwise_perceptual
+    images = generator.from_embedding(z, result.embeddings[0].expand(len(z), -1), 1.0)
+    assert mean_pairwise_distance(perceptual, images[[0, 0, 0]]) == pytest.approx(0, abs=1e-6)  # same image: 0
+
+    et.save_model(result, tmp_path / "full.safetensors", [{"source": "tiny", "sha256": "0" * 64}])
+    evaluation = ganedit.load_model(tmp_path / "full.safetensors").metadata["provenance"]["evaluation"]
+    assert evaluation["perceptual_distance"] == perceptual.name and evaluation["held_out_latents"] == FAST["holdout"]
+    saved = evaluation["classes"][0]["after"]
+    assert saved["mean_pairwise_perceptual"] == pytest.approx(result.reports[0].after.mean_pairwise_perceptual)
+    assert tune(generator, judge, [2], **FAST).reports[0].after.mean_pairwise_perceptual is None  # not asked for
 
 
 def test_tuned_embeddings_stay_inside_the_table_box(generator, judge):
@@ -297,15 +394,20 @@ def test_cli_tunes_and_writes_model_patch_and_grid(cli_files, capsys):
     folder = cli_files
     common = ["--classifier", str(folder / "judge.safetensors"), "--labels", str(folder / "labels.txt"), *FAST_CLI]
     args = ["embed-tune", str(folder / "model.safetensors"), "--class", "c1", "--class", "hotel_room", *common]
+    args += ["--lpips", "toy"]
     assert main([*args, "-o", str(folder / "out.safetensors"), "--grid", str(folder / "grid.png"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [c["label"] for c in report["classes"]] == ["c1", "hotel room"]
+    assert report["perceptual_distance"] == load_perceptual("toy").name and report["perceptual_note"] is None
+    for scores in (report["classes"][1]["before"], report["classes"][1]["after"]):
+        assert scores["mean_pairwise_perceptual"] > 0 and 0 <= scores["diversity"] <= 2
     assert report["classes"][1]["new"] and report["classes"][1]["column"] == NUM_CLASSES
     out = ganedit.load_model(folder / "out.safetensors")
     assert out.class_names[-1] == "hotel room" and (folder / "grid.png").is_file()
 
     assert main([*args, "-o", str(folder / "patch.safetensors"), "--patch"]) == 0
-    assert "hotel room" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "hotel room" in table and "mean pairwise toy perceptual distance" in table
     patched, _ = et.apply_patch(ganedit.load_generator(folder / "model.safetensors"), folder / "patch.safetensors")
     assert torch.equal(patched.embeddings.weight, out.generator.embeddings.weight)
 
@@ -360,6 +462,32 @@ def test_cli_errors_exit_2_and_write_nothing(cli_files, conformance_dir, capsys,
         "model.safetensors",
         "short.txt",
     ]
+
+
+def test_cli_without_lpips_weights_says_so_or_stops(cli_files, capsys, monkeypatch, tmp_path):
+    """The default LPIPS missing offline: the run goes on without it and says why; asked for by name, it stops."""
+    folder = cli_files
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.setenv("GANEDIT_OFFLINE", "1")
+    judge = ["--classifier", str(folder / "judge.safetensors"), "--labels", str(folder / "labels.txt")]
+    args = ["embed-tune", str(folder / "model.safetensors"), "--class", "c1", *judge, *FAST_CLI]
+    assert main([*args, "-o", str(folder / "out.safetensors"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["perceptual_distance"] is None and "alexnet-owt-7be5be79.pth" in report["perceptual_note"]
+    assert report["classes"][0]["after"]["mean_pairwise_perceptual"] is None
+    assert main([*args, "-o", str(folder / "out.safetensors")]) == 0
+    table = capsys.readouterr().out
+    assert "no mean pairwise LPIPS in the report" in table and "alexnet-owt-7be5be79.pth" in table
+    assert "mean pairwise" not in table.split("no mean pairwise")[0]  # no column of missing numbers
+    saved = ganedit.load_model(folder / "out.safetensors").metadata["provenance"]["evaluation"]
+    assert saved["perceptual_distance"] is None
+
+    for extra in (["--lpips", "lpips-alex"], ["--lpips", "off", "--diversity", "alexnet-conv5"]):
+        assert main([*args, *extra, "-o", str(folder / "stopped.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert "alexnet-owt-7be5be79.pth" in err and str(tmp_path / "empty-torch-home") in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (folder / "stopped.safetensors").exists()
 
 
 # --- speed options: precision, compile, starts_per_batch ----------------------------------------------

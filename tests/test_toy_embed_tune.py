@@ -4,7 +4,8 @@ The shipped toy BigGAN-deep has two designed-in defects (scripts/train_toy_bigga
 - 'heart' is a shape the oracle knows and the generator never saw: re-purposing must take it from
   near-zero accuracy (the best existing class's) to a clear majority;
 - 'star' was only ever drawn red: repairing it (init from its own row, diversity term in the oracle's
-  feature space) must widen its colours while it stays a star.
+  feature space) must widen its colours and its mean pairwise toy perceptual distance (the toy
+  world's LPIPS, the paper's diversity measure) while it stays a star.
 Each effect is compared with the no-edit baseline and with how much that baseline moves between two
 independent sets of held-out latents (seed-to-seed noise).
 """
@@ -17,11 +18,14 @@ import torch
 import ganedit
 from ganedit.generators.sampling import sample_latents
 from ganedit.judges import load_judge, resolve_label
+from ganedit.judges.perceptual import load_perceptual, mean_pairwise_distance
+from ganedit.procedures import embed_tune as et
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, predict
 from tests.helpers import tune
 
 HELD_OUT = 300
+PERCEPTUAL_HELD_OUT = 64  # images whose 2016 pairs give a mean pairwise perceptual distance
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,13 @@ def oracle_labels(generator, oracle, embedding, seed):
     with torch.no_grad():
         images = generator.from_embedding(z, embedding.expand(HELD_OUT, -1), 1.0)
     return predict(oracle, images)
+
+
+def mean_pairwise_perceptual(generator, perceptual, embedding, seed):
+    z = sample_latents(generator, PERCEPTUAL_HELD_OUT, seed)
+    with torch.no_grad():
+        images = generator.from_embedding(z, embedding.expand(PERCEPTUAL_HELD_OUT, -1), 1.0)
+    return mean_pairwise_distance(perceptual, images)
 
 
 def accuracy(labels, shape):
@@ -92,10 +103,18 @@ def test_repairing_a_collapsed_class_widens_its_colours(toy, oracle, judge):
     star = resolve_label(judge, "star")
     row = generator.class_embeddings[names.index("star")]
     baseline = [colour_entropy(oracle_labels(generator, oracle, row, seed)) for seed in (1, 2)]
-    result = tune(
-        generator, judge, [star], class_names=names, init="target", diversity="features", diversity_weight=5.0, seed=0
-    )
-    assert not result.reports[0].new and result.reports[0].column == names.index("star")
+    perceptual = load_perceptual("toy")
+    settings = et.EmbedTuneSettings(init="target", diversity="features", diversity_weight=5.0, seed=0)
+    result = et.embed_tune(generator, judge, [star], settings, class_names=names, perceptual=perceptual)
+    report = result.reports[0]
+    assert not report.new and report.column == names.index("star")
+    # the paper's diversity, toy version: mean pairwise perceptual distance, in the report and on held-out sets
+    assert report.after.mean_pairwise_perceptual > report.before.mean_pairwise_perceptual
+    distance_before = [mean_pairwise_perceptual(generator, perceptual, row, seed) for seed in (1, 2)]
+    distance_after = [mean_pairwise_perceptual(generator, perceptual, result.embeddings[0], seed) for seed in (1, 2)]
+    distance_noise = abs(distance_before[0] - distance_before[1])
+    print(f"star mean pairwise toy perceptual distance: before {distance_before}, after {distance_after}")
+    assert min(distance_after) - max(distance_before) > max(5 * distance_noise, 0.25)
     after = [oracle_labels(generator, oracle, result.embeddings[0], seed) for seed in (1, 2)]
     entropy = [colour_entropy(labels) for labels in after]
     noise = abs(baseline[0] - baseline[1])

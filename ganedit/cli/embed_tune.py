@@ -13,6 +13,9 @@ from ganedit.errors import GaneditError
 from ganedit.procedures.embed_tune import EmbedTuneSettings
 from ganedit.settings import setting
 
+DEFAULT_LPIPS = "lpips-alex"  # LPIPS on AlexNet, the LPIPS authors' default
+PERCEPTUAL_CHOICES = ("lpips-alex", "lpips-vgg", "toy", "off")
+
 
 @dataclass
 class EmbedTuneRun:
@@ -30,6 +33,9 @@ class EmbedTuneRun:
     patch: bool = setting(False, "Write only the tuned embeddings (a small patch file) to -o.")
     grid: str | None = setting(None, "PNG of before / after samples, two rows per class, same latents.",
                                metavar="FILE")  # fmt: skip
+    lpips: str | None = setting(None, "Distance of the report's mean pairwise diversity on held-out latents "
+                                f"(default: toy with the toy judge, else {DEFAULT_LPIPS}; off: none).",
+                                choices=PERCEPTUAL_CHOICES)  # fmt: skip
 
 
 @cli.command(
@@ -42,7 +48,7 @@ toy BigGAN-deep, judged by the toy oracle.
 \b
 Examples:
   ganedit embed-tune --class heart -o heart.safetensors          # re-purpose the toy model to a new class
-  ganedit embed-tune --class star --init target --diversity features -o star.safetensors   # repair a class
+  ganedit embed-tune --class star --init target --diversity features --diversity-weight 5 -o star.safetensors
   ganedit embed-tune biggan-deep-256 --class daisy -o daisy.safetensors
   ganedit embed-tune biggan-deep-256 --class daisy --class 'tiger shark' --judge alexnet \\
       --judge resnet50 --init target -o repaired.safetensors --grid before_after.png
@@ -58,6 +64,11 @@ Examples:
   toy                                the toy world's shape oracle
 Default: resnet50 for a 1000-class model.
 Weights download once into $TORCH_HOME/hub/checkpoints.
+
+\b
+--diversity (off by default, as the reference): softmax or features of the judge, alexnet-conv5 (AlexNet
+conv5 features with ImageNet weights, whatever the judge), pixels; --diversity-weight is alpha.
+--lpips: the report's mean pairwise diversity, LPIPS (lpips-alex) by default, toy with the toy judge.
 
 \b
 --class is a label of the classifier; a label the model has (by name, or the same index when the model's
@@ -88,6 +99,7 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
         )
     judge = load_judges(run.judge or [default_judge(bundle)], run.labels, torch_device)
     targets = [resolve_label(judge, name) for name in classes]
+    perceptual, perceptual_note = load_report_perceptual(run.lpips, judge, torch_device)
 
     with Progress(
         "[progress.description]{task.description}",
@@ -100,6 +112,7 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
         description = f"embed-tune on {torch_device}: {len(targets)} class(es) x {settings.starts} starts"
         task = bar.add_task(description, total=None)
         result = et.embed_tune(bundle.generator, judge, targets, settings, class_names=bundle.class_names,
+                               perceptual=perceptual,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     parents = [parent_record(str(model), model_path)]
     (et.save_patch if run.patch else et.save_model)(result, output, parents, resolved.recipe)
@@ -112,6 +125,9 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
         "kind": "patch" if run.patch else "model",
         "grid": str(grid) if grid else None,
         "parameters": result.parameters,
+        "held_out_latents": settings.holdout,
+        "perceptual_distance": result.perceptual,  # the distance of each class's mean_pairwise_perceptual
+        "perceptual_note": perceptual_note,  # why there is none, when there is none
         "classes": result.summary(),
     }
     if as_json:
@@ -120,19 +136,24 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
     from rich.table import Table
 
     table = Table(title=f"embed-tune with {judge.name} ({settings.holdout} held-out latents)")
-    for column in ("class", "model class", "target prob.", "accuracy", "diversity"):
+    for column in ("class / measure", "before", "after"):
         table.add_column(column)
+    measures = [
+        ("target probability", "probability", "{:.3f}"),
+        ("accuracy", "accuracy", "{:.2f}"),
+        ("judge-feature diversity", "diversity", "{:.3f}"),
+    ]
+    if result.perceptual is not None:
+        measures.append((f"mean pairwise {perceptual_label(result.perceptual)}", "mean_pairwise_perceptual", "{:.4f}"))
     for row in result.reports:
         where = f"{row.column} (new)" if row.new else str(row.column)
-        add_plain_row(
-            table,
-            f"{row.label} [{row.label_index}]",
-            where,
-            f"{row.before.probability:.3f} -> {row.after.probability:.3f}",
-            f"{row.before.accuracy:.2f} -> {row.after.accuracy:.2f}",
-            f"{row.before.diversity:.3f} -> {row.after.diversity:.3f}",
-        )
+        add_plain_row(table, f"{row.label} [{row.label_index}] -> model class {where}", "", "")
+        for name, field, shown in measures:
+            before, after = getattr(row.before, field), getattr(row.after, field)
+            add_plain_row(table, f"  {name}", shown.format(before), shown.format(after))
     stdout_console().print(table)
+    if perceptual_note is not None and run.lpips != "off":
+        stdout_console().print(perceptual_note, markup=False, highlight=False)
     stdout_console().print(f"wrote {output} ({report['kind']})" + (f" and {grid}" if grid else ""))
 
 
@@ -175,6 +196,31 @@ def apply_patch_command(patch_file, model, output, as_json, device, quiet, offli
         emit_json(report)
     else:
         stdout_console().print(f"wrote {output} ({len(columns)} class embedding(s) from {patch_file})")
+
+
+def load_report_perceptual(spec: str | None, judge, device) -> tuple[object | None, str | None]:
+    """The perceptual distance of the report's mean pairwise diversity, and a note when there is none.
+
+    spec None: the toy distance for a toy judge, else LPIPS (AlexNet); when that default cannot be
+    loaded (offline, weights missing) the run goes on without it and the note, shown with the report,
+    says why. A distance asked for by name must load.
+    """
+    from ganedit.judges.perceptual import load_perceptual
+
+    if spec == "off":
+        return None, "--lpips off"
+    name = spec or ("toy" if judge.name.startswith("toy-oracle") else DEFAULT_LPIPS)
+    try:
+        return load_perceptual(name, device), None
+    except GaneditError as error:
+        if spec is not None:
+            raise
+        return None, f"no mean pairwise LPIPS in the report: {error}"
+
+
+def perceptual_label(name: str) -> str:
+    """How a perceptual distance is named in the table: "LPIPS (lpips-alex)", "toy perceptual distance"."""
+    return f"LPIPS ({name})" if name.startswith("lpips") else "toy perceptual distance"
 
 
 def default_judge(bundle) -> str:

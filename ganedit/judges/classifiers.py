@@ -339,6 +339,30 @@ def hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def pretrained_torchvision(arch: str, weights, what: str) -> nn.Module:
+    """torchvision's `arch` with `weights` (a weights enum member) from `hub_checkpoints()`, downloaded there
+    and hash-checked by torchvision when missing; offline and missing, the error names the file, the folder
+    and the address. `what` names the user of the weights in errors (e.g. "classifier resnet50:IMAGENET1K_V2").
+    """
+    import torchvision.models as models
+
+    from ganedit.store.zoo import is_offline
+
+    filename = os.path.basename(weights.url)
+    folder = hub_checkpoints()
+    if not (folder / filename).is_file() and is_offline():
+        raise GaneditError(
+            f"{what}: weights file {filename} not found in {folder} and offline mode is on; "
+            f"download {weights.url} into that folder (or go online once)"
+        )
+    try:
+        return models.get_model(arch, weights=weights)
+    except (OSError, RuntimeError) as error:
+        raise GaneditError(
+            f"{what}: could not get weights file {filename} ({error}); download {weights.url} into {folder}"
+        ) from None
+
+
 def torchvision_judge(arch: str, weights_name: str | None = None, *, random_weights_for_tests: bool = False) -> Judge:
     """A torchvision ImageNet classifier with its official weights (downloaded once, hash-checked).
 
@@ -347,28 +371,12 @@ def torchvision_judge(arch: str, weights_name: str | None = None, *, random_weig
     """
     import torchvision.models as models
 
-    from ganedit.store.zoo import is_offline
-
     weights = _torchvision_weights(arch, weights_name)
     spec = f"{arch}:{weights.name}"
     if random_weights_for_tests:
         network = models.get_model(arch, weights=None, num_classes=len(weights.meta["categories"]))
     else:
-        filename = os.path.basename(weights.url)
-        folder = hub_checkpoints()
-        if not (folder / filename).is_file():
-            if is_offline():
-                raise GaneditError(
-                    f"classifier {spec}: weights file {filename} not found in {folder} and offline mode is on; "
-                    f"download {weights.url} into that folder (or go online once)"
-                )
-        try:
-            network = models.get_model(arch, weights=weights)
-        except (OSError, RuntimeError) as error:
-            raise GaneditError(
-                f"classifier {spec}: could not get weights file {filename} ({error}); "
-                f"download {weights.url} into {folder}"
-            ) from None
+        network = pretrained_torchvision(arch, weights, f"classifier {spec}")
     return Judge(network, weights.meta["categories"], spec, _preprocess_from_transforms(weights), last_linear(network))
 
 

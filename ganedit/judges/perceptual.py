@@ -14,6 +14,9 @@ differentiable in both:
 The AlexNet / VGG trunk weights are torchvision's (downloaded once into `torch.hub.get_dir()/checkpoints`,
 hash-checked); offline and missing, the error names the file and where to put it. LPIPS' own linear
 weights ship inside the `lpips` package.
+
+`mean_pairwise_distance(distance, images)` is a set's diversity as the AM paper (Li et al. 2020) reports
+it: the mean distance over all pairs of its images.
 """
 
 import os
@@ -102,3 +105,18 @@ def _require_trunk_weights(network: str) -> None:
             f"LPIPS lpips-{network}: trunk weights {filename} not found in {hub_checkpoints()} and offline mode is on; "
             f"download {weights.url} into that folder (or go online once)"
         )
+
+
+@torch.no_grad()
+def mean_pairwise_distance(distance: nn.Module, images: torch.Tensor, batch_size: int = 64) -> float:
+    """The mean of `distance` over all H (H - 1) / 2 unordered pairs of images [H, 3, h, w] (H >= 2):
+    the AM paper's diversity of a class, with LPIPS as `distance` (higher = more diverse)."""
+    if len(images) < 2:
+        raise ValueError(f"a mean pairwise distance needs at least 2 images, got {len(images)}")
+    device = next(distance.parameters()).device
+    first, second = torch.triu_indices(len(images), len(images), offset=1)
+    total = 0.0
+    for start in range(0, len(first), batch_size):
+        a, b = first[start : start + batch_size], second[start : start + batch_size]
+        total += float(distance(images[a].to(device), images[b].to(device)).float().sum())
+    return total / len(first)

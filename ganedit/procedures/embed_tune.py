@@ -14,6 +14,30 @@ The reference sums the numerator and divides by a vector (its loss is a vector a
 whenever the term is on); this is the scalar mean ratio it meant. Adam (lr 0.1, betas 0.9/0.999,
 weight decay 0.9 as Adam's L2 term) keeps the raw e; the clamped e is what is saved.
 
+phi (`diversity`): the judge's softmax; the judge's feature vector (`features`: the input of its last
+linear layer); AlexNet conv5 (`alexnet-conv5`, ImageNet weights, whatever the judge: the reference's
+`features` mode, ganedit.judges.features); the pixels; or `off`.
+
+The term is off by default, as in the reference (its `dloss_function: ""`); alpha keeps the reference's
+0.1 for when a space is chosen (the reference's numerator summed N // 2 pair distances, so at N = 10
+its alpha acted about 5 times as strongly as the same alpha on this mean). A weight of 0.1 is too
+small to act: ||d softmax|| <= sqrt 2 over ||d z|| ~ 14 for 128-d truncated-normal z bounds
+alpha * L_div by 0.01 against a cross-entropy of order 1. Measured on the toy world (toy BigGAN-deep,
+toy oracle judge, the other settings the defaults, oracle labels of 300 held-out latents, toy
+perceptual distance over the 2016 pairs of 64 of them; tuning seeds 0-2):
+- 'star' (collapsed to red; before: 0 bits, distance 4.03, accuracy 0.99), --init target: off gives
+  colour entropy 1.23-1.75 bits, toy perceptual distance 4.09-4.44, star accuracy 0.55-0.59 (the
+  weight-decay pull towards the table mean already widens it); softmax at 0.1 gives 1.26-1.42 bits,
+  4.16-4.30, 0.60-0.68: no wider; softmax at 1, 5, 20 (seed 0) gives 1.62-1.78 bits, 4.18-4.43, no
+  wider either, and accuracy down to 0.45 at 20 (softmax distances see only the judge's class mix,
+  which for a near-perfect oracle is the target's accuracy, not colour); `features` at 5 (seeds 0-1)
+  gives 2.54-2.66 bits and 4.59 at the same accuracy, 0.54-0.59;
+- 'heart' (never seen), --init top: off gives toy perceptual distance 4.97-5.00 at accuracy
+  0.76-0.83; no setting widens it (softmax 0.1 4.76-4.91, softmax 20 4.79, features 5 4.96), and
+  `features` costs accuracy (0.69-0.73).
+So no single default weight widens diversity across spaces and judges (phi's scale is the judge's);
+`--diversity features --diversity-weight 5` is the toy setting that does.
+
 Differences from the reference, all for speed or correctness, none in the objective:
 - every start of every target class is one row of a single [classes * starts, z_dim] tensor optimised
   in one batch; the loss is summed over starts, so each start's gradient is its own (no coupling);
@@ -37,9 +61,11 @@ single global min and max, as the reference did.
 Evaluation: a fixed, seed-derived set of `holdout` latents (never an optimisation batch), the same for
 every start and class. The best start of each class is the one with the highest mean target
 probability there. Reported for each class, before (the original embedding if the class exists, else
-the best initial embedding) and after: the mean target probability, the accuracy (argmax == target)
-and a diversity score, the mean pairwise Euclidean distance between the images' L2-normalised judge
-feature vectors (in [0, 2]; higher is more diverse).
+the best initial embedding) and after: the mean target probability, the accuracy (argmax == target),
+a diversity score, the mean pairwise Euclidean distance between the images' L2-normalised judge
+feature vectors (in [0, 2]; higher is more diverse), and, given a perceptual distance, the paper's
+diversity: the mean pairwise LPIPS (or the toy perceptual distance on the toy world) over all pairs
+of the held-out images (`mean_pairwise_perceptual`; higher is more diverse).
 """
 
 import copy
@@ -59,11 +85,12 @@ from ganedit.errors import GaneditError
 from ganedit.generators.ops import autocast
 from ganedit.generators.sampling import sample_latents
 from ganedit.judges.classifiers import normalise_label
+from ganedit.judges.features import ALEXNET_CONV5
 from ganedit.settings import as_dict, check, derived_seed, setting
 from ganedit.store.atomic import atomic_write
 
 INIT_STRATEGIES = ("mean", "top", "random", "target")
-DIVERSITY_SPACES = ("softmax", "features", "pixels", "off")
+DIVERSITY_SPACES = ("softmax", "features", ALEXNET_CONV5, "pixels", "off")
 BOUNDS = ("per-dimension", "global")
 PRECISIONS = ("fp32", "bf16")
 AUTOCAST = {"fp32": None, "bf16": "bfloat16"}  # the autocast dtype of each precision
@@ -79,6 +106,7 @@ class Scores:
     probability: float  # mean target probability under the judge
     accuracy: float  # fraction of images whose argmax is the target
     diversity: float  # mean pairwise distance of L2-normalised judge features
+    mean_pairwise_perceptual: float | None = None  # mean pairwise perceptual distance (LPIPS), if one was given
 
 
 @dataclass
@@ -106,6 +134,7 @@ class EmbedTuneResult:
     parameters: dict = field(default_factory=dict)  # every setting of the run, for provenance
     truncation: float = 1.0
     holdout_z: torch.Tensor | None = None  # [holdout, z_dim] the evaluation latents (CPU)
+    perceptual: str | None = None  # the name of the distance of `mean_pairwise_perceptual` (None: not measured)
 
     def summary(self) -> list[dict]:
         return [dataclasses.asdict(report) for report in self.reports]
@@ -116,7 +145,8 @@ class EmbedTuneSettings:
     """Every setting of the procedure: the command line's options and a recipe's [settings] are these.
 
     Defaults are the reference's (qilimk/biggan-am): Adam lr 0.1, weight decay 0.9, 10 rounds x 20 steps
-    on a fresh latent batch each round, batch 10, 3 starts, mean initialisation.
+    on a fresh latent batch each round, batch 10, 3 starts, mean initialisation, no diversity term (alpha
+    0.1 once a space is chosen; see the module docstring for what weights do on the toy world).
     """
 
     init: str = setting("mean", "Starting embeddings: table mean + noise, the judge's top classes, random rows, "
@@ -127,8 +157,11 @@ class EmbedTuneSettings:
     batch_size: int = setting(10, "N, latents per start per step.", min=2)
     lr: float = setting(0.1, "Adam learning rate (betas 0.9, 0.999).", min=0, min_open=True)
     weight_decay: float = setting(0.9, "Adam weight decay: the L2 pull of e towards 0.", min=0)
-    diversity: str = setting("softmax", "phi of the mode-seeking diversity term.", choices=DIVERSITY_SPACES)
-    diversity_weight: float = setting(0.1, "alpha in L = L_CE - alpha * L_div (0 turns it off).", min=0)
+    diversity: str = setting("off", "phi of the mode-seeking diversity term (off, as the reference; alexnet-conv5 "
+                             "whatever the judge).", choices=DIVERSITY_SPACES)  # fmt: skip
+    diversity_weight: float = setting(0.1, "alpha in L = L_CE - alpha * L_div (0 turns it off); the reference's 0.1 "
+                                      "is too weak to act, 5 widens the toy's star in features space.",
+                                      min=0)  # fmt: skip
     truncation: float = setting(1.0, "BigGAN truncation t of tuning and evaluation.", min=0, max=1, min_open=True)
     bounds: str = setting("per-dimension", "Clamp box from the model's embedding table: per dimension, or its "
                           "global min / max (the reference's).", choices=BOUNDS)  # fmt: skip
@@ -151,6 +184,8 @@ def embed_tune(
     settings: EmbedTuneSettings | None = None,
     *,
     class_names: list[str] | None = None,
+    diversity_network: nn.Module | None = None,
+    perceptual: nn.Module | None = None,
     eval_batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
 ) -> EmbedTuneResult:
@@ -167,6 +202,11 @@ def embed_tune(
                           bounds the batch (and memory) of a many-class run, results the same up to float
                           rounding (with `compile`, keep it a divisor of classes x starts: one shape).
         class_names:      the generator's class names (None: unnamed), to match labels to classes.
+        diversity_network: phi of `diversity="alexnet-conv5"`, images [N, 3, H, W] -> [N, F] (None: AlexNet
+                          conv5 with its ImageNet weights, `ganedit.judges.features.alexnet_conv5()`).
+        perceptual:       a perceptual distance (`ganedit.judges.perceptual.load_perceptual`: LPIPS, or the
+                          toy one); with it the scores also hold the mean pairwise distance of the held-out
+                          images, before and after (None: not measured).
         eval_batch_size:  images per forward pass when evaluating (no gradients).
         progress:         called as progress(steps_done, steps_total) after each round.
     """
@@ -180,6 +220,10 @@ def embed_tune(
     num_classes, z_dim = table.shape
     columns, new_names = generator_columns(judge.labels, targets, class_names, num_classes)
     lo, hi = embedding_bounds(table, settings.bounds)
+    if settings.diversity == ALEXNET_CONV5 and settings.diversity_weight > 0 and diversity_network is None:
+        from ganedit.judges.features import alexnet_conv5
+
+        diversity_network = alexnet_conv5().to(device)
 
     with frozen(generator), frozen(judge):
         init_embeddings = initial_embeddings(
@@ -199,6 +243,7 @@ def embed_tune(
             weight_decay=settings.weight_decay,
             diversity=settings.diversity,
             diversity_weight=settings.diversity_weight,
+            diversity_network=diversity_network,
             truncation=truncation,
             seed=seed,
             precision=precision,
@@ -246,6 +291,12 @@ def embed_tune(
             eval_batch_size,
             precision=precision,
         )
+        before_perceptual = after_perceptual = [None] * k
+        if perceptual is not None:
+            before_perceptual, after_perceptual = (
+                perceptual_diversity(generator, perceptual, chosen, holdout_z, truncation, eval_batch_size, precision)
+                for chosen in (before_embeddings, embeddings)
+            )  # [K] each
 
     reports = [
         ClassReport(
@@ -255,8 +306,8 @@ def embed_tune(
             new=column >= num_classes,
             best_start=int(best[i]),
             start_probabilities=after_probability[i].tolist(),
-            before=_scores_at(before_scores, i),
-            after=_scores_at(after_scores, int(rows[i])),
+            before=_scores_at(before_scores, i, before_perceptual[i]),
+            after=_scores_at(after_scores, int(rows[i]), after_perceptual[i]),
         )
         for i, (target, column) in enumerate(zip(targets, columns, strict=True))
     ]
@@ -277,6 +328,7 @@ def embed_tune(
         parameters=parameters,
         truncation=truncation,
         holdout_z=holdout_z,
+        perceptual=getattr(perceptual, "name", None),
     )
 
 
@@ -387,6 +439,7 @@ def optimise(
     diversity_weight: float,
     truncation: float,
     seed: int,
+    diversity_network: nn.Module | None = None,
     precision: str = "fp32",
     compile: bool = False,
     starts_per_batch: int | None = None,
@@ -397,7 +450,8 @@ def optimise(
     Round r uses one fresh latent batch [B, N, z_dim] for all of its `steps` steps. With
     `starts_per_batch` the B starts are optimised in consecutive batches of that many, each with the
     latents and pairs it would have had in one batch (Adam acts element-wise, so this changes nothing).
-    `precision` and `compile` as in `embed_tune`.
+    `diversity_network`, `precision` and `compile` as in `embed_tune` (`diversity_network` is needed, not
+    loaded, here).
     """
     device = next(generator.parameters()).device
     count, z_dim = init.shape
@@ -430,6 +484,7 @@ def optimise(
                     diversity_weight,
                     pairs[round_index, step],
                     precision,
+                    diversity_network,
                 )  # [b]
                 optimiser.zero_grad(set_to_none=True)
                 loss.sum().backward()
@@ -453,12 +508,17 @@ def am_loss(
     diversity_weight: float,
     pairs: torch.Tensor,
     precision: str = "fp32",
+    diversity_network: nn.Module | None = None,
 ) -> torch.Tensor:
     """L = L_CE - alpha * L_div for every start: embeddings [B, D] (raw), z [B, N, D] -> [B].
 
-    `labels` [B * N] is each image's target; `pairs` [2, P] indexes the N latents of a start. G and the
-    judge run in `precision`; the loss is reduced in fp32.
+    `labels` [B * N] is each image's target; `pairs` [2, P] indexes the N latents of a start. phi is, by
+    `diversity`: the judge's softmax, the judge's features (`logits_and_features`), `diversity_network`'s
+    output (for "alexnet-conv5": AlexNet conv5, whatever the judge) or the pixels. G, the judge and the
+    diversity network run in `precision`; the loss is reduced in fp32.
     """
+    if diversity == ALEXNET_CONV5 and diversity_weight > 0 and diversity_network is None:
+        raise ValueError("diversity 'alexnet-conv5' needs its diversity_network (ganedit.judges.features)")
     count, n, z_dim = z.shape
     e = torch.clamp(embeddings, lo, hi)  # [B, D]
     with autocast(embeddings.device.type, AUTOCAST[precision]):
@@ -469,13 +529,15 @@ def am_loss(
             logits, features = judge.logits_and_features(images)
         else:
             logits = judge(images)  # [B * N, L]
+        if diversity == ALEXNET_CONV5 and diversity_weight > 0:
+            features = diversity_network(images)  # [B * N, 9216]
     logits = logits.float()
     ce = F.cross_entropy(logits, labels, reduction="none").view(count, n).mean(dim=1)  # [B]
     if diversity == "off" or diversity_weight == 0:
         return ce
     if diversity == "softmax":
         phi = logits.softmax(dim=1)
-    elif diversity == "features":
+    elif diversity in ("features", ALEXNET_CONV5):
         phi = features.float()
     else:
         phi = images.float().flatten(1)
@@ -554,6 +616,34 @@ def evaluate(
     return scores
 
 
+@torch.no_grad()
+def perceptual_diversity(
+    generator: nn.Module,
+    perceptual: nn.Module,
+    embeddings: torch.Tensor,
+    z: torch.Tensor,
+    truncation: float,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> list[float]:
+    """The AM paper's diversity of each embedding [M, D]: the mean `perceptual` distance (LPIPS) over all
+    pairs of its images on the latents z [H, D]. G runs in `precision`; the distance in fp32."""
+    from ganedit.judges.perceptual import mean_pairwise_distance
+
+    device = next(generator.parameters()).device
+    z = z.to(device)
+    means = []
+    for embedding in embeddings.to(device):
+        with autocast(device.type, AUTOCAST[precision]):
+            parts = [
+                generator.from_embedding(part, embedding.expand(len(part), -1), truncation)
+                for part in z.split(batch_size)
+            ]
+            images = torch.cat(parts)  # [H, 3, h, w]
+        means.append(mean_pairwise_distance(perceptual, images.float(), batch_size))
+    return means
+
+
 def _logits_and_features(judge: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(judge, "logits_and_features"):
         return judge.logits_and_features(images)
@@ -561,11 +651,12 @@ def _logits_and_features(judge: nn.Module, images: torch.Tensor) -> tuple[torch.
     return logits, logits.softmax(dim=1)
 
 
-def _scores_at(scores: dict, index: int) -> Scores:
+def _scores_at(scores: dict, index: int, mean_pairwise_perceptual: float | None = None) -> Scores:
     return Scores(
         probability=float(scores["probability"][index]),
         accuracy=float(scores["accuracy"][index]),
         diversity=float(scores["diversity"][index]),
+        mean_pairwise_perceptual=mean_pairwise_perceptual,
     )
 
 
@@ -672,7 +763,11 @@ def save_model(result: EmbedTuneResult, path: Path | str, parents: list[dict], r
 def _provenance(result: EmbedTuneResult, parents: list[dict], recipe: dict | None) -> dict:
     from ganedit.store.provenance import make_provenance
 
-    evaluation = {"classes": result.summary()}
+    evaluation = {
+        "held_out_latents": len(result.holdout_z) if result.holdout_z is not None else None,
+        "perceptual_distance": result.perceptual,  # the distance of each score's mean_pairwise_perceptual
+        "classes": result.summary(),
+    }
     return make_provenance("embed-tune", result.parameters, parents, result.parameters["seed"], evaluation, recipe)
 
 
