@@ -22,3 +22,10 @@ class UnsafeCheckpointError(GaneditError):
 
 class ArchitectureMismatchError(GaneditError):
     """Tensors that do not fit the architecture they claim (missing, unexpected or mis-shaped keys)."""
+
+
+class GateMissed(GaneditError):
+    """A --fail-under / --fail-over gate the results missed. The outputs and the report are written
+    first; the command line then prints the missed gates as one line and exits 3."""
+
+    exit_code = 3

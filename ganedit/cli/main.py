@@ -17,7 +17,7 @@ from ganedit.cli.console import DownloadBar, stderr_console
 from ganedit.errors import GaneditError
 from ganedit.store import zoo
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE_MISSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except GaneditError as error:
         _error(str(error))
-        return EXIT_BAD_INPUT
+        return error.exit_code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:  # one line, as every bad input
