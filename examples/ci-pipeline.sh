@@ -25,6 +25,6 @@ row = next(row for row in report["classes"] if row["label"] == "heart")
 accuracy = row["after"]["accuracy"]
 verdict = "pass" if accuracy >= target else "FAIL"
 print(f"{verdict}: heart accuracy {row['before']['accuracy']:.2f} -> {accuracy:.2f} "
-      f"(target {target:.2f}, {report['classifier']}, held-out latents)")
+      f"(target {target:.2f}, {report['judge']}, held-out latents)")
 sys.exit(0 if accuracy >= target else 1)
 PY

@@ -29,3 +29,8 @@ class GateMissed(GaneditError):
     first; the command line then prints the missed gates as one line and exits 3."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stops a run as Ctrl-C does (a training loop finishes its step and saves its resume file
+    first); the command line exits 143. A KeyboardInterrupt, so whatever cleans up after Ctrl-C runs."""

@@ -135,7 +135,7 @@ def test_hf_hub_offline_is_honoured(capsys, tmp_path, monkeypatch):
 def test_zoo_list_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("GANEDIT_CACHE", str(tmp_path))
     code, out, _ = run(capsys, "zoo", "list", "--json")
-    rows = {row["name"]: row for row in json.loads(out)}
+    rows = {row["name"]: row for row in json.loads(out)["entries"]}
     assert code == 0
     assert {"biggan-deep-128", "biggan-deep-256", "biggan-deep-512", "stylegan2-ffhq-1024"} <= set(rows)
     assert rows["biggan-deep-256"]["cached"] is False
@@ -171,7 +171,7 @@ def test_python_dash_m_works():
 
 def test_toy_models_are_in_the_zoo(capsys):
     code, out, _ = run(capsys, "zoo", "list", "--json")
-    rows = {row["name"]: row for row in json.loads(out)}
+    rows = {row["name"]: row for row in json.loads(out)["entries"]}
     assert code == 0
     assert rows["toy-biggan"]["hash"] == rows["toy-oracle"]["hash"] == "shipped with ganedit"
     assert rows["toy-oracle"]["cached"] is True

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tune
 from safetensors.torch import save_file
 from torch import nn
 
@@ -20,7 +21,6 @@ from ganedit.judges.classifiers import Judge, Preprocess
 from ganedit.judges.features import alexnet_conv5
 from ganedit.judges.perceptual import load_perceptual, mean_pairwise_distance
 from ganedit.procedures import embed_tune as et
-from tests.helpers import tune
 
 NUM_CLASSES = 6
 CLASS_NAMES = [f"c{i}" for i in range(NUM_CLASSES)]

@@ -8,23 +8,25 @@ import signal
 
 import pytest
 import torch
+from helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 
 import ganedit
 from ganedit.cli import main
 from ganedit.engine.adversarial import Trainer
+from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
 from ganedit.errors import GaneditError
 from ganedit.procedures.merge import (
     MergeSettings,
     Parent,
     combine,
     conditional_copy,
+    ewc_parameters,
     merge,
     merge_models,
     recompute_w_avg,
     slerp,
     ties,
 )
-from tests.helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -172,6 +174,110 @@ def test_ctrl_c_saves_and_resume_finishes_with_the_uninterrupted_result(tmp_path
         merge(models, MergeSettings(**{**TINY, "seed": 4}), checkpoint=checkpoint, resume=True)
 
 
+# --- the baselines: TransferGAN and EWC -----------------------------------------------------------------
+
+
+def record_steps(monkeypatch) -> list:
+    """Every train_step call of any Trainer: (trainer id, the extra generator loss it was given)."""
+    calls = []
+    original_step = Trainer.train_step
+
+    def recording_step(self, real, c=None, extra_generator_loss=None):
+        calls.append((id(self), extra_generator_loss))
+        return original_step(self, real, c, extra_generator_loss)
+
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["transfergan", "ewc"])
+def test_the_baselines_fine_tune_the_roots_copy_without_rooting_or_averaging(monkeypatch, method):
+    models = parents(3)
+    calls = record_steps(monkeypatch)
+    result = merge(models, MergeSettings(**TINY, root=1, method=method))
+    assert len({trainer for trainer, _ in calls}) == 1 and len(calls) == TINY["steps"]  # union only, no rooting
+    assert all((extra is not None) == (method == "ewc") for _, extra in calls)
+    root_G, root_D = conditional_copy(models[1], 3, None, seed=0)
+    start_G, start_D = result.averaged
+    assert same_parameters(start_D, root_D)  # the start is the root's copy itself: nothing averaged in
+    assert all(torch.equal(a, b) for a, b in zip(start_G.parameters(), root_G.parameters(), strict=True))
+    assert result.rooted == [None, None, None] and result.info["method"] == method
+    averaged = merge(models, MergeSettings(**{**TINY, "steps": 0}, root=1)).averaged[0]  # the cocktail's start
+    assert not all(torch.equal(a, b) for a, b in zip(averaged.parameters(), root_G.parameters(), strict=True))
+
+
+def test_the_ewc_penalty_pulls_towards_the_anchor_in_proportion_to_the_fisher_diagonal():
+    G, D = conditional_copy(parents(1)[0], 2, None, seed=0)
+    G.requires_grad_(True)
+    D.requires_grad_(False)
+    names = ["synthesis.b8.conv1.weight", "synthesis.b16.torgb.bias"]
+    label = one_hot([0], 2)
+    fisher = fisher_diagonal(G, D, names, samples=3, seed=0, c=label)
+    rng = torch.Generator().manual_seed(0)  # F by hand: the per-sample squared gradients of D's logit, averaged
+    expected = [torch.zeros_like(f) for f in fisher]
+    for _ in range(3):
+        z = torch.randn([1, G.z_dim], generator=rng)
+        params = [dict(G.named_parameters())[n] for n in names]
+        grads = torch.autograd.grad(D(G(z, label, noise_mode="const"), label).sum(), params)
+        expected = [e + g.square() / 3 for e, g in zip(expected, grads, strict=True)]
+    for f, e in zip(fisher, expected, strict=True):
+        torch.testing.assert_close(f, e)
+        assert f.abs().sum() > 0
+    assert all(p.requires_grad for p in G.parameters()) and not any(p.requires_grad for p in D.parameters())
+
+    penalty = EWCPenalty(G, names, fisher, ewc_lambda=3.0)
+    assert penalty(G).item() == 0.0
+    (at_anchor,) = torch.autograd.grad(penalty(G), [G.synthesis.b8.conv1.weight])
+    assert at_anchor.abs().max() == 0  # zero gradient at the anchor
+    with torch.no_grad():
+        G.synthesis.b8.conv1.weight.add_(0.5)
+        G.synthesis.b8.conv0.weight.add_(0.5)  # not covered: no penalty, no gradient
+    value = penalty(G)
+    torch.testing.assert_close(value, 1.5 * (fisher[0] * 0.25).sum())  # (lambda / 2) sum F d^2
+    grad_covered, grad_other = torch.autograd.grad(value, [G.synthesis.b8.conv1.weight, G.synthesis.b8.conv0.weight],
+                                                   allow_unused=True)  # fmt: skip
+    torch.testing.assert_close(grad_covered, 3.0 * fisher[0] * 0.5)  # lambda F (theta - theta*)
+    assert grad_covered.abs().max() > 0 and grad_other is None
+
+
+def test_ewc_covers_every_generator_parameter_but_the_class_embedding_and_holds_g_nearer_the_root():
+    G, _ = conditional_copy(parents(1)[0], 2, None, seed=0)
+    names = ewc_parameters(G)
+    assert "mapping.embed.weight" not in names and "mapping.embed.bias" not in names
+    assert len(names) == len(list(G.parameters())) - 2
+    models = parents(2)
+    root_G, _ = conditional_copy(models[0], 2, None, seed=0)
+
+    def distance(G):
+        return sum((a - b).square().sum() for a, b in zip(G.parameters(), root_G.parameters(), strict=True))
+
+    settings = {**TINY, "steps": 6}
+    transfer = merge(models, MergeSettings(**settings, method="transfergan"))
+    held = merge(models, MergeSettings(**settings, method="ewc", ewc_lambda=1e6, fisher_samples=8))
+    assert distance(held.generator) < distance(transfer.generator)
+    assert held.info["fisher_mean"] > 0
+
+
+def test_an_interrupted_ewc_baseline_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    models, settings = parents(2), MergeSettings(**TINY, method="ewc", fisher_samples=4)
+    reference = merge(models, settings)
+    checkpoint = tmp_path / "ewc.resume"
+    original_step = interrupt_step(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        merge(models, settings, checkpoint=checkpoint)
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    resumed = merge(models, settings, checkpoint=checkpoint, resume=True)
+    assert same_parameters(resumed.generator, reference.generator)
+    with pytest.raises(GaneditError, match="different run"):
+        merge(models, MergeSettings(**TINY, method="transfergan"), checkpoint=checkpoint, resume=True)
+
+
+def test_the_ema_rampup_setting_is_adas_by_default_and_zero_is_the_references_none():
+    assert MergeSettings().training(0).ema_rampup == 0.05
+    assert MergeSettings(ema_rampup=0).training(0).ema_rampup is None
+    assert MergeSettings().training(0).ema_kimg == 10.0
+
+
 # --- the reference formats ----------------------------------------------------------------------------
 
 
@@ -247,6 +353,10 @@ def write_model(path, c_dim: int = 0, channels=(32, 32, 32), with_D: bool = True
         ("unknown root", "neither an index nor one of the class names"),
         ("block weight", "matches no parameter"),
         ("rooted without rooting", "drop one of the two"),
+        ("ewc without rooting", "--method ewc neither roots nor averages"),
+        ("transfergan with a rule", "--method transfergan does not average, so --rule"),
+        ("transfergan keeping rooted", "--keep-rooted means nothing to it"),
+        ("ewc lambda 0", "--ewc-lambda must be"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, message):
@@ -264,6 +374,10 @@ def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, capsys, case, mess
         "unknown root": ["--root", "dogs"],
         "block weight": ["--block-weight", "synthesis.b1024=0.5"],
         "rooted without rooting": ["--no-rooting", "--rooted", b],
+        "ewc without rooting": ["--method", "ewc", "--no-rooting"],
+        "transfergan with a rule": ["--method", "transfergan", "--rule", "ties"],
+        "transfergan keeping rooted": ["--method", "transfergan", "--keep-rooted", tmp_path / "kept"],
+        "ewc lambda 0": ["--method", "ewc", "--ewc-lambda", 0],
     }.get(case, [])
     output = tmp_path / "out.safetensors"
     code = main([str(v) for v in ["merge", *models, *extra, "-o", output, "--steps", 1, "--rooting-steps", 1, "-q"]])
@@ -280,6 +394,24 @@ def test_dry_run_validates_and_prints_the_plan_without_training(tmp_path, capsys
     assert code == 0 and plan["root"] == "b" and "rooting b -> a" in plan["stages"][0]
     assert "after 5 D-only steps" in plan["stages"][0] and "after 5 D-only steps" in plan["stages"][-1]
     assert list(tmp_path.iterdir()) == [a, b] or sorted(tmp_path.iterdir()) == sorted([a, b])
+
+
+def test_a_baseline_from_the_cli_prints_its_plan_and_writes_its_method_into_the_provenance(tmp_path, capsys):
+    a, b = write_model(tmp_path / "a.safetensors"), write_model(tmp_path / "b.safetensors")
+    code = main(["merge", str(a), str(b), "--method", "ewc", "--dry-run", "--json", "-q"])
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert code == 0 and plan["method"] == "ewc" and not any(stage.startswith("rooting") for stage in plan["stages"])
+    assert "EWC penalty" in plan["stages"][-1]
+    output = tmp_path / "tg.safetensors"
+    flags = ["--steps", 2, "--batch-size", 4, "--device", "cpu", "-q", "--judge", "toy:colour", "--eval-samples", 4]
+    code = main([str(v) for v in ["merge", a, b, "--method", "transfergan", "-o", output, "--json", *flags]])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report["classes"][0]) == {"class", "parent", "root", "merged"}
+    assert report["training"]["method"] == "transfergan"
+    provenance = ganedit.load_model(output).metadata["provenance"]
+    assert provenance["procedure"] == "merge" and provenance["parameters"]["config"]["method"] == "transfergan"
 
 
 def test_cli_keeps_and_reuses_rooted_models_and_resumes(tmp_path, capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import same_parameters, tiny_stylegan2_pair
 from PIL import Image
 
 import ganedit
@@ -15,7 +16,6 @@ from ganedit.judges.classifiers import places365_labels, resolve_label
 from ganedit.settings import read_toml
 from ganedit.store import zoo
 from ganedit.toy.world import ATTRIBUTES, SHAPES
-from tests.helpers import same_parameters, tiny_stylegan2_pair
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.toml")) + sorted((REPO / "ganedit" / "data" / "recipes").glob("*.toml"))

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from helpers import same_parameters, tiny_stylegan2_pair
 from safetensors import safe_open
 
 import ganedit
@@ -29,7 +30,6 @@ from ganedit.procedures.text_unlearn import (
     wasserstein_1d,
 )
 from ganedit.toy import captions
-from tests.helpers import same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -409,7 +409,7 @@ def test_cli_writes_a_model_whose_metadata_names_the_procedure(tmp_path, capsys,
                        "-o", output, "--json", *TINY_FLAGS)  # fmt: skip
     assert code == 0
     report = json.loads(out)
-    assert report["training"]["steps"] == 3 and "clip_score_after" in report and "fid_after" in report
+    assert report["training"]["steps"] == 3 and "clip_score_after" in report and "fd_clip_after" in report
     provenance = ganedit.load_model(output).metadata["provenance"]
     assert provenance["procedure"] == "text-unlearn"
     assert provenance["parameters"]["concept"] == "a red shape" and provenance["parameters"]["clips"] == ["toy-clip"]

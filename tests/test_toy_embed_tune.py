@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from helpers import tune
 
 import ganedit
 from ganedit.generators.sampling import sample_latents
@@ -22,7 +23,6 @@ from ganedit.judges.perceptual import load_perceptual, mean_pairwise_distance
 from ganedit.procedures import embed_tune as et
 from ganedit.toy import world
 from ganedit.toy.oracle import load_oracle, predict
-from tests.helpers import tune
 
 HELD_OUT = 300
 PERCEPTUAL_HELD_OUT = 64  # images whose 2016 pairs give a mean pairwise perceptual distance

@@ -25,16 +25,20 @@ from ganedit.toy.oracle import load_oracle, predict, toy_fid
 EVAL = 1000
 
 # The effect tests use their own, longer settings (the command line's toy defaults, 25 adaptation and
-# 250 unlearning steps, are sized for a run under a minute). Measured on CPU, 1,000 fixed latents, with
-# these settings and seeds derived by purpose (ganedit.settings.derived_seed), seeds 0 / 1 / 2: star PUL
-# 46.2 / 74.2 / 58.1 % (judge-space FID vs positives 2.04 -> 5.8-12.2), red 57.4 / 88.2 / 89.7 % (4.38 ->
-# 10.6-11.4). With the earlier seeds of the form seed + k, seed 0 gave star 75.3 %, red 85.3 %. PUL is
-# very sensitive to the seed and the settings on the toy world (red with 100 adaptation steps instead of
-# 40: 33.8 %; star with 1,000 unlearning steps: 91.4 % at FID 17.3), so the thresholds sit below the
-# lowest of the three seeds; the test runs seed 0, the lowest. Not yet the paper's 90+ at this budget.
-EFFECT_SETTINGS = {"adapted_models": 2, "adapt_steps": 40, "steps": 600, "batch_size": 8, "r1_gamma": 0.1}
-MIN_PUL = {"star": 40.0, "red": 50.0}
-FID_BUDGET = 3.0  # the unlearned model's toy FID vs real positives at most this times the original's
+# 250 unlearning steps, are sized for a run under a minute). Measured on CPU, 1,000 fixed latents, seed 0,
+# with the reference's stage settings (EWC over its `convs`, path length 2, G_ema with no ramp-up, half-life
+# 0.2 kimg here): star PUL 87.1 % (judge-space Frechet distance vs positives, fd_oracle, 2.04 -> 20.0), red
+# 89.0 % (4.38 -> 14.5). Shorter stage 2 (600 steps, 500 latents): star 87.8 %, red 25.0 %; red at 600
+# steps with G_ema = G (no EMA): 55.4 % at fd 25.2; with nl2 (gamma 1): 48.2 % at fd 199. Before the
+# faithfulness fixes (kernels-only EWC, no path length, adapted model = G) 600 steps gave star 46.2 % /
+# red 57.4 % at seed 0. The paper's 90+ is approached, not reached, at this CPU budget; the thresholds
+# sit below the measured values, which move by several points with the seed.
+EFFECT_SETTINGS = {
+    "adapted_models": 2, "adapt_steps": 40, "steps": 1000, "batch_size": 8, "r1_gamma": 0.1, "ema_kimg": 0.2,
+}  # fmt: skip
+MIN_PUL = {"star": 75.0, "red": 75.0}
+FID_BUDGET = 3.5  # the unlearned model's toy FID vs real positives at most this times the original's
+# (measured, seed 0: star 8.3 -> 25.1, 3.0x; the budget was 3.0x with the shorter, weaker stage 2)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +132,7 @@ def test_repulsion_matches_extrapolation_on_pul_with_better_quality(toy, oracle)
     star = resolve_label(judge, "star")
     repelled, report = run(toy, "shape", "star")
     fid_repelled = real_fid(repelled.generator, oracle, "shape", "star")
-    for gamma in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0):
+    for gamma in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0):  # the adapted models are G_ema, short steps
         extrapolated = extrapolate(G, repelled.adapted, gamma)
         pul = evaluate_unlearning(G, extrapolated, judge, star, EVAL, seed=0)["pul"]
         if pul >= report["pul"] - 5:

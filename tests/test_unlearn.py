@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 from PIL import Image
 
 import ganedit
@@ -31,7 +32,6 @@ from ganedit.procedures.unlearn import (
     trainable,
     unlearn,
 )
-from tests.helpers import interrupt_step, same_parameters, tiny_stylegan2_pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

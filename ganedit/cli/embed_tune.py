@@ -4,9 +4,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import torch
 
 import ganedit
-from ganedit.cli.console import stderr_console, stdout_console
+from ganedit.cli.console import stdout_console
+from ganedit.cli.gates import EditChecks
 from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
 from ganedit.cli.recipe import editing_command, model_output_grid, require, resolve
 from ganedit.errors import GaneditError
@@ -78,8 +80,7 @@ classes are the classifier's) is replaced, one it lacks becomes a new class appe
 @editing_command("embed-tune", EmbedTuneRun, EmbedTuneSettings, resumable=False)
 def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **options):
     """Fine-tune BigGAN class embeddings so a classifier sees the class (repair or re-purpose a class)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+    from ganedit.cli.console import TrainingProgress
     from ganedit.generators.formats import resolve_model_path
     from ganedit.judges import load_judges, resolve_label
     from ganedit.procedures import embed_tune as et
@@ -97,31 +98,26 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
         raise GaneditError(
             f"{model} is a {bundle.generator.arch} model; embed-tune needs a BigGAN-deep model (class embeddings)"
         )
+    checks = EditChecks(options, torch_device, bundle.generator)
     judge = load_judges(run.judge or [default_judge(bundle)], run.labels, torch_device)
     targets = [resolve_label(judge, name) for name in classes]
     perceptual, perceptual_note = load_report_perceptual(run.lpips, judge, torch_device)
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr_console(),
-        transient=True,
-    ) as bar:
+    with TrainingProgress(quiet=quiet) as bar:
         description = f"embed-tune on {torch_device}: {len(targets)} class(es) x {settings.starts} starts"
-        task = bar.add_task(description, total=None)
+        task = bar.task(description, total=None)
         result = et.embed_tune(bundle.generator, judge, targets, settings, class_names=bundle.class_names,
                                perceptual=perceptual,
-                               progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
+                               progress=lambda done, total: bar.update(task, done, total=total))  # fmt: skip
     parents = [parent_record(str(model), model_path)]
     (et.save_patch if run.patch else et.save_model)(result, output, parents, resolved.recipe)
     if grid is not None:
         et.save_before_after_grid(result, grid)
     report = {
         "model": str(model),
-        "classifier": judge.name,
-        "written": str(output),
+        "judge": judge.name,
+        "output": str(output),
+        "written": [str(output)] + ([str(grid)] if grid else []),
         "kind": "patch" if run.patch else "model",
         "grid": str(grid) if grid else None,
         "parameters": result.parameters,
@@ -130,8 +126,12 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
         "perceptual_note": perceptual_note,  # why there is none, when there is none
         "classes": result.summary(),
     }
+    columns = torch.tensor(result.columns)  # --fid-against: the tuned classes in turn
+    checks.add_fid(report, {"tuned": result.generator}, settings.seed,
+                   lambda n: columns[torch.arange(n) % len(columns)])  # fmt: skip
     if as_json:
         emit_json(report)
+        checks.finish(report, as_json)
         return
     from rich.table import Table
 
@@ -155,6 +155,7 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
     if perceptual_note is not None and run.lpips != "off":
         stdout_console().print(perceptual_note, markup=False, highlight=False)
     stdout_console().print(f"wrote {output} ({report['kind']})" + (f" and {grid}" if grid else ""))
+    checks.finish(report, as_json)
 
 
 @cli.command(
@@ -191,7 +192,8 @@ def apply_patch_command(patch_file, model, output, as_json, device, quiet, offli
         evaluation=info["provenance"].get("evaluation"),
     )
     ganedit.save_checkpoint(output, generator, None, class_names, provenance)
-    report = {"patch": str(patch_file), "model": str(model), "columns": columns, "written": str(output)}
+    report = {"patch": str(patch_file), "model": str(model), "columns": columns, "output": str(output),
+              "written": [str(output)]}  # fmt: skip
     if as_json:
         emit_json(report)
     else:

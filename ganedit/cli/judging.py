@@ -15,6 +15,19 @@ def judge_shows(judge, feature_index):
     )
 
 
+def save_feature_grid(before, after, grid, seed: int, judge, feature_index, feature: str | None) -> dict:
+    """--grid of unlearn / text-unlearn: latents where the judge saw `feature` before the edit, then random
+    ones. Returns the report's `grid_columns`; says on stderr when too few samples showed the feature."""
+    from ganedit.cli.console import stderr_console
+    from ganedit.generators.grids import save_before_after_grid
+
+    columns = save_before_after_grid(before, after, grid, seed, shows=judge_shows(judge, feature_index),
+                                     feature=feature if judge is not None else None)  # fmt: skip
+    if columns.note is not None:
+        stderr_console().print(f"[yellow]grid: {columns.note}[/yellow]")
+    return columns.report()
+
+
 def judge_for(judge_spec: str | None, labels, feature: str, device: torch.device):
     """(judge, index of the feature among its labels). `toy` is the toy oracle's head that names the feature."""
     from ganedit.judges import load_judge, resolve_label

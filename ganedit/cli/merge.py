@@ -8,7 +8,8 @@ import torch
 
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, emit_json
+from ganedit.cli.gates import EditChecks
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, emit_json, resume_file
 from ganedit.cli.recipe import editing_command, require, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.merge import MergeSettings
@@ -32,7 +33,8 @@ class MergeRun:
     judge: str | None = setting(None, "Classifier for the report (per-class accuracy and FID vs each parent).",
                                 metavar="SPEC")  # fmt: skip
     eval_samples: int = setting(1000, "Fixed latents per class in the report.", min=2)
-    grid: str | None = setting(None, "PNG: two rows per class, averaged then merged, same latents.", metavar="FILE")
+    grid: str | None = setting(None, "PNG: per class, labelled rows parent, average (cocktail only: naive, or of the "
+                               "rooted models), merged, on the same latents.", metavar="FILE")  # fmt: skip
     checkpoint_every: int = setting(100, "Write OUTPUT.resume every N steps (0 = only on Ctrl-C).", min=0)
 
 
@@ -53,6 +55,7 @@ Examples:
       --root 1 -o abc.safetensors                                         # reuse rooted models
   ganedit merge --recipe recipes/merge-cocktail-128.toml --dry-run        # validate and print the plan
   ganedit merge a.pkl b.pkl --no-rooting -o naive.safetensors             # the naive-averaging baseline
+  ganedit merge a.pkl b.pkl --method ewc --ewc-lambda 1e3 -o ewc.safetensors  # the paper's EWC baseline
 
 \b
 Merge rules (the root is the base, tau_i = theta_i - theta_root): mean (the paper's uniform average),
@@ -60,6 +63,8 @@ task-arithmetic (theta_root + sum w_i tau_i; --weight, default 1/N), ties (trim 
 signs, disjoint mean; --weight default 1), slerp (two models; --weight t, default 0.5).
 --block-weight PREFIX=S scales the merged offset of the parameters starting with PREFIX (mapping,
 synthesis.b64, D.b32, ...). A conditional parent gives its class --parent-class (default 0).
+--method transfergan / ewc (the paper's baselines): no rooting, no averaging; the root's conditional copy
+gets the union fine-tuning (--steps), ewc with the EWC penalty (--ewc-lambda, --fisher-samples).
 A recipe (--recipe FILE, TOML) holds these options' values (models = ["a.pkl", "b.pkl"]), the settings
 under [settings] (block_weights = {mapping = 0.5}); options given here override it.
 The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-C; --resume continues it.""",
@@ -105,9 +110,13 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
         resolved.recipe.pop("root", None)
     if run.rooted and not settings.rooting:
         raise GaneditError("--rooted reuses rooted models, and --no-rooting roots nothing; drop one of the two")
+    if (run.rooted or run.keep_rooted) and settings.method != "cocktail":
+        flag = "--rooted" if run.rooted else "--keep-rooted"
+        raise GaneditError(f"--method {settings.method} roots nothing, so {flag} means nothing to it; drop {flag}")
     plan = mg.validate(parents, settings)
     if dry_run:
-        report = {"plan": plan, "settings": vars(settings), "models": model_names, "recipe": resolved.recipe}
+        report = {"models": model_names, "judge": run.judge, "output": None, "written": [], "plan": plan,
+                  "settings": vars(settings), "recipe": resolved.recipe}  # fmt: skip
         if as_json:
             emit_json(report)
         else:
@@ -125,7 +134,8 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
     if keep is not None and keep.exists() and not keep.is_dir():
         raise GaneditError(f"--keep-rooted {keep} is a file; give a folder")
     judge = _judge(run.judge, torch_device)
-    checkpoint = output.with_name(output.name + ".resume")
+    checks = EditChecks(options, torch_device, parents[0].generator)
+    checkpoint = resume_file(output.with_name(output.name + ".resume"))
     with TrainingProgress(quiet=quiet) as progress:
         result = mg.merge(
             parents, settings, rooted=rooted_models, checkpoint=checkpoint, checkpoint_every=run.checkpoint_every,
@@ -149,8 +159,8 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
         stderr_console().print(f"evaluating on {run.eval_samples} fixed latents per class ...")
         evaluation.update(
             mg.evaluate_merge(
-                {"averaged": result.averaged[0], "merged": result.generator}, parents, judge, run.eval_samples,
-                settings.seed,
+                {_start_name(settings): result.averaged[0], "merged": result.generator}, parents, judge,
+                run.eval_samples, settings.seed,
             )
         )  # fmt: skip
     provenance = make_provenance("merge", parameters, parent_records, settings.seed, evaluation,
@@ -158,13 +168,23 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
     ganedit.save_checkpoint(output, result.generator, result.discriminator, class_names, provenance)
     checkpoint.unlink(missing_ok=True)
     if grid is not None:
-        _save_grid(result.averaged[0], result.generator, len(parents), grid, settings.seed)
-    report = {"models": model_names, "class_names": class_names, "written": str(output),
+        _save_grid(parents, result, settings, grid)
+    kept = ([str(keep / f"rooted-{j}.safetensors") for j, pair in enumerate(result.rooted) if pair is not None]
+            if keep is not None and rooted_models is None and settings.rooting else [])  # fmt: skip
+    report = {"models": model_names, "judge": None, "class_names": class_names, "output": str(output),
+              "written": [str(output)] + ([str(grid)] if grid else []) + kept,
               "grid": str(grid) if grid else None, **evaluation}  # fmt: skip
+    checks.add_fid(report, {"merged": result.generator}, settings.seed, lambda n: torch.arange(n) % len(parents))
     if as_json:
         emit_json(report)
-        return
-    _print_report(report, judge is not None)
+    else:
+        _print_report(report, judge is not None)
+    checks.finish(report, as_json)
+
+
+def _start_name(settings: MergeSettings) -> str:
+    """The report's name for the model union fine-tuning starts from."""
+    return "averaged" if settings.method == "cocktail" else "root"
 
 
 def _display_name(model: str) -> str:
@@ -200,15 +220,15 @@ def _judge(spec, device):
     return load_judge(spec, device=device)
 
 
-def _save_grid(before, after, classes: int, path: Path, seed: int, count: int = 8) -> None:
-    from ganedit.generators.sampling import generate, sample_latents, save_grid
+def _save_grid(parents, result, settings: MergeSettings, path: Path) -> None:
+    """Per class: the parent's sample, the average's (cocktail: nothing is averaged in the baselines), merged."""
+    from ganedit.generators.grids import GridModel, save_merge_grid
 
-    z = sample_latents(after, count, seed)
-    rows = []
-    for i in range(classes):
-        labels = torch.full([count], i)
-        rows += [generate(before, z, labels), generate(after, z, labels)]
-    save_grid(torch.cat(rows), path, columns=count)
+    models = [GridModel("merged", result.generator)]
+    if settings.method == "cocktail":
+        average = "average of rooted" if settings.rooting else "naive average"
+        models.insert(0, GridModel(average, result.averaged[0]))
+    save_merge_grid(parents, models, path, settings.seed)
 
 
 def _print_report(report: dict, judged: bool) -> None:
@@ -217,13 +237,15 @@ def _print_report(report: dict, judged: bool) -> None:
     out = stdout_console()
     if judged:
         table = Table(title=f"merge judged by {report['judge']} ({report['samples']} fixed latents per class)")
+        models = [key for key in report["classes"][0] if key != "class"]  # parent, the start, merged
         table.add_column("class", no_wrap=True)
-        table.add_column("FID: parent (floor) / averaged / merged")
-        table.add_column("accuracy: parent / averaged / merged")
+        distance = next(key for key in report["classes"][0]["parent"] if key.startswith("fd_"))
+        table.add_column(f"{distance}: parent (floor) / {' / '.join(models[1:])}")
+        table.add_column(f"accuracy: {' / '.join(models)}")
         for row in report["classes"]:
             add_plain_row(
-                table, row["class"], " / ".join(f"{row[k]['fid']:.2f}" for k in ("parent", "averaged", "merged")),
-                " / ".join(f"{row[k]['accuracy']:.1%}" for k in ("parent", "averaged", "merged")),
+                table, row["class"], " / ".join(f"{row[k][distance]:.2f}" for k in models),
+                " / ".join(f"{row[k]['accuracy']:.1%}" for k in models),
             )  # fmt: skip
         out.print(table)
-    out.print(f"wrote {report['written']}" + (f" and {report['grid']}" if report["grid"] else ""))
+    out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))

@@ -8,7 +8,7 @@ import click
 import torch
 
 import ganedit
-from ganedit.cli.console import DownloadBar, stderr_console, stdout_console
+from ganedit.cli.console import DownloadBar, quiet_third_party, stderr_console, stdout_console
 from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
 from ganedit.errors import GaneditError
 from ganedit.generators import sampling
@@ -22,7 +22,7 @@ def describe(bundle) -> dict:
     generator, discriminator = bundle.generator, bundle.discriminator
     count = sampling.num_classes(generator)
     return {
-        "source": bundle.source,
+        "model": bundle.source,  # as given: a path or a zoo name
         "format": bundle.format,
         "architecture": generator.arch,
         "resolution": sampling.resolution(generator),
@@ -70,14 +70,14 @@ def info(model, as_json, as_recipe, device, quiet, offline):
         click.echo(to_toml(recipe), nl=False)
         return
     if as_json:
-        emit_json(report)
+        emit_json({**report, "written": []})
         return
     from rich.table import Table
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    add_plain_row(table, "source", report["source"])
+    add_plain_row(table, "source", report["model"])
     add_plain_row(table, "format", report["format"])
     add_plain_row(table, "architecture", report["architecture"])
     add_plain_row(table, "resolution", f"{report['resolution']} px")
@@ -221,9 +221,10 @@ def convert(model, output, as_json, device, quiet, offline):
         output, bundle.generator, bundle.discriminator, bundle.class_names, provenance, extra=bundle.metadata
     )
     report = {
-        "source": str(model),
+        "model": str(model),
         "format": bundle.format,
-        "written": str(output),
+        "output": str(output),
+        "written": [str(output)],
         "discriminator": bundle.discriminator is not None,
     }
     if as_json:
@@ -246,7 +247,7 @@ cli.add_command(zoo_group, name="zoo")
     epilog="""\b
 Examples:
   ganedit zoo list
-  ganedit zoo list --json | jq '.[] | select(.cached)'""",
+  ganedit zoo list --json | jq '.entries[] | select(.cached)'""",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def zoo_list(as_json):
@@ -271,7 +272,7 @@ def zoo_list(as_json):
             }
         )
     if as_json:
-        emit_json(rows)
+        emit_json({"cache": str(zoo.cache_root()), "entries": rows, "written": []})
         return
     from rich.table import Table
 
@@ -307,9 +308,18 @@ Example:
 )
 @click.argument("name")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def zoo_download(name, quiet):
+@click.option("--json", "as_json", is_flag=True, help="Print where the model is, and what was downloaded, as JSON.")
+def zoo_download(name, quiet, as_json):
     """Download a zoo model into the cache (and pin its sha256 on first download)."""
     stderr_console().quiet = quiet
     zoo.set_download_progress(DownloadBar)
-    path = zoo.resolve(name, offline=False)
-    stdout_console().print(f"{name}: {path}")
+    entry = zoo.lookup(name)
+    folder = zoo.model_dir(entry)
+    missing = [folder / file for file, cached in zoo.cached_files(entry).items() if not cached]
+    with quiet_third_party(quiet):
+        path = zoo.resolve(name, offline=False)
+    if as_json:
+        written = [str(file) for file in missing if file.is_file()]
+        emit_json({"model": name, "path": str(path), "written": written})
+    else:
+        stdout_console().print(f"{name}: {path}")

@@ -54,11 +54,14 @@ def recipe_options(command: str, run_cls, settings_cls):
 
 def editing_command(command: str, run_cls, settings_cls, *, resumable: bool = True):
     """The options every editing command shares, after its own: --recipe and the generated ones, --resume
-    (a resumable procedure), --json, and --device / --quiet / --offline."""
+    (a resumable procedure), --json, --fid-against / --inception-weights, the gates (--fail-under,
+    --fail-over; ganedit.cli.gates.EditChecks), and --device / --quiet / --offline."""
+    from ganedit.cli.gates import fid_options, gate_options
     from ganedit.cli.main import common_options
 
     def apply(function):
         function = common_options(function)
+        function = gate_options(fid_options(function))
         function = click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")(
             function
         )

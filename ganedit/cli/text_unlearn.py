@@ -7,8 +7,9 @@ import click
 
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
-from ganedit.cli.judging import judge_for, judge_shows
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json
+from ganedit.cli.gates import EditChecks, distance_rows
+from ganedit.cli.judging import judge_for, save_feature_grid
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json, resume_file
 from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.text_unlearn import TextUnlearnSettings
@@ -35,7 +36,7 @@ class TextUnlearnRun:
     labels: str | None = setting(None, "Labels file of a local judge.", metavar="FILE")
     checkpoint_every: int = setting(100, "Write OUTPUT.resume every N steps (0 = only on Ctrl-C).", min=0)
     eval_samples: int = setting(1000, "Fixed latents in the report.", min=2)
-    grid: str | None = setting(None, "PNG: samples with the concept and without, before row, after row.",
+    grid: str | None = setting(None, "PNG: rows before / after; columns where the judge saw the concept, then random.",
                                metavar="FILE")  # fmt: skip
 
 
@@ -72,7 +73,6 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     from ganedit.cli.console import TrainingProgress
     from ganedit.engine.sources import load_image_folder
     from ganedit.generators.formats import resolve_model_path
-    from ganedit.generators.sampling import save_before_after_grid
     from ganedit.judges.clip import DEFAULT_CLIP, load_clips
     from ganedit.judges.perceptual import load_perceptual
     from ganedit.procedures import text_unlearn as tu
@@ -114,8 +114,9 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
         judge, feature_index = judge_for(run.judge, run.labels, feature, torch_device)
     elif run.judge not in (None, "toy"):
         raise GaneditError("--judge needs --feature: the judge's label for the concept")
+    checks = EditChecks(options, torch_device, G)
 
-    checkpoint = output.with_name(output.name + ".resume")
+    checkpoint = resume_file(output.with_name(output.name + ".resume"))
     with TrainingProgress(quiet=quiet) as progress:
         result = tu.text_unlearn(G, clips, settings, direction_images=direction_images, perceptual=perceptual,
                                  checkpoint=checkpoint, checkpoint_every=run.checkpoint_every, resume=resume,
@@ -138,14 +139,19 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
                                  recipe=resolved.recipe)  # fmt: skip
     ganedit.save_checkpoint(output, result.generator, bundle.discriminator, provenance=provenance)
     checkpoint.unlink(missing_ok=True)
+    grid_columns = None  # what the grid's columns are: latents with the feature, random ones
     if grid is not None:
-        save_before_after_grid(G, result.generator, grid, settings.seed, shows=judge_shows(judge, feature_index))
-    report = {"model": str(model), "written": str(output), "grid": str(grid) if grid else None,
+        grid_columns = save_feature_grid(G, result.generator, grid, settings.seed, judge, feature_index, feature)
+    report = {"model": str(model), "judge": None, "output": str(output),
+              "written": [str(output)] + ([str(grid)] if grid else []), "grid": str(grid) if grid else None,
+              "grid_columns": grid_columns,
               "method": settings.method, "neutral": settings.neutral, **evaluation}  # fmt: skip
+    checks.add_fid(report, {"before": G, "after": result.generator}, settings.seed)
     if as_json:
         emit_json(report)
-        return
-    _print_report(report)
+    else:
+        _print_report(report)
+    checks.finish(report, as_json)
 
 
 def _print_report(report: dict) -> None:
@@ -166,7 +172,7 @@ def _print_report(report: dict) -> None:
         add_plain_row(table, f"perceptual distance to before ({report['perceptual']})", "0",
                       f"{report['perceptual_distance']:.4f}")  # fmt: skip
     reference = f"{report['reference']}, {report['quality_features']}"
-    add_plain_row(table, f"FID vs {reference}", f"{report['fid_before']:.3f}", f"{report['fid_after']:.3f}")
-    add_plain_row(table, f"KID vs {reference}", f"{report['kid_before']:.4f}", f"{report['kid_after']:.4f}")
+    for kind, space, before, after in distance_rows(report):
+        add_plain_row(table, f"{kind}_{space} vs {reference}", f"{before:.4g}", f"{after:.4g}")
     out.print(table)
-    out.print(f"wrote {report['written']}" + (f" and {report['grid']}" if report["grid"] else ""))
+    out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))

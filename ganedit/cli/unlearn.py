@@ -8,8 +8,9 @@ import torch
 
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
-from ganedit.cli.judging import judge_for, judge_shows
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json
+from ganedit.cli.gates import EditChecks, distance_rows
+from ganedit.cli.judging import judge_for, save_feature_grid
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json, resume_file
 from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.procedures.unlearn import UnlearnSettings
@@ -34,7 +35,7 @@ class UnlearnRun:
                                  metavar="FILE")  # fmt: skip
     checkpoint_every: int = setting(100, "Write OUTPUT.resume every N steps (0 = only on Ctrl-C).", min=0)
     eval_samples: int = setting(1000, "Fixed latents the report judges.", min=2)
-    grid: str | None = setting(None, "PNG: samples with the feature and without, before row, after row.",
+    grid: str | None = setting(None, "PNG: rows before / after; columns where the judge saw the feature, then random.",
                                metavar="FILE")  # fmt: skip
 
 
@@ -73,7 +74,6 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     from ganedit.cli.console import TrainingProgress
     from ganedit.engine.sources import load_image_folder
     from ganedit.generators.formats import resolve_model_path
-    from ganedit.generators.sampling import save_before_after_grid
     from ganedit.procedures import unlearn as ul
     from ganedit.store.provenance import make_provenance, parent_record
 
@@ -99,6 +99,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         )
     if negatives is None and feature is None and not adapted_files:
         raise GaneditError("say what must go: --negatives DIR, or --feature LABEL (negatives mined with the judge)")
+    checks = EditChecks(options, torch_device, G)
 
     judge, feature_index = None, None
     if feature is not None:
@@ -120,7 +121,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     if keep_adapted is not None and keep_adapted.exists() and not keep_adapted.is_dir():
         raise GaneditError(f"--keep-adapted {keep_adapted} is a file; give a folder")
 
-    checkpoint = output.with_name(output.name + ".resume")
+    checkpoint = resume_file(output.with_name(output.name + ".resume"))
     is_negative = (lambda images: judge(images).argmax(dim=1) == feature_index) if judge is not None else None
     with TrainingProgress(quiet=quiet) as progress:
         result = ul.unlearn(
@@ -153,15 +154,23 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     discriminator = result.discriminator if result.discriminator is not None else D
     ganedit.save_checkpoint(output, result.generator, discriminator, provenance=provenance)
     checkpoint.unlink(missing_ok=True)
+    grid_columns = None  # what the grid's columns are: latents with the feature, random ones
     if grid is not None:
-        save_before_after_grid(G, result.generator, grid, seed, shows=judge_shows(judge, feature_index))
+        grid_columns = save_feature_grid(G, result.generator, grid, seed, judge, feature_index, feature)
     repulsion = settings.repulsion if method == "repulsion" else None
-    report = {"model": str(model), "written": str(output), "grid": str(grid) if grid else None,
+    kept = ([str(keep_adapted / f"adapted-{k}.safetensors") for k in range(len(result.adapted))]
+            if keep_adapted is not None and adapted is None else [])  # fmt: skip
+    written = [str(output)] + ([str(grid)] if grid else []) + kept
+    report = {"model": str(model), "judge": None, "output": str(output), "written": written,
+              "grid": str(grid) if grid else None,
+              "grid_columns": grid_columns,
               "method": method, "repulsion": repulsion, **evaluation}  # fmt: skip
+    checks.add_fid(report, {"before": G, "after": result.generator}, seed)
     if as_json:
         emit_json(report)
-        return
-    _print_report(report, judge is not None)
+    else:
+        _print_report(report, judge is not None)
+    checks.finish(report, as_json)
 
 
 def _print_report(report: dict, judged: bool) -> None:
@@ -179,14 +188,11 @@ def _print_report(report: dict, judged: bool) -> None:
         )
         add_plain_row(table, "PUL %", "", f"{report['pul']:.1f}")
         positives = report["reference_positives"]
-        add_plain_row(
-            table, f"FID vs {positives} positives", f"{report['fid_before']:.3f}", f"{report['fid_after']:.3f}"
-        )
-        add_plain_row(
-            table, f"KID vs {positives} positives", f"{report['kid_before']:.4f}", f"{report['kid_after']:.4f}"
-        )
+        for kind, space, before, after in distance_rows(report):
+            add_plain_row(table, f"{kind}_{space} vs {positives} positives ({report['feature_space']})",
+                          f"{before:.4g}", f"{after:.4g}")  # fmt: skip
         out.print(table)
-    out.print(f"wrote {report['written']}" + (f" and {report['grid']}" if report["grid"] else ""))
+    out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))
 
 
 def _read_adapted(path: Path, G, device) -> torch.Tensor:

@@ -2,10 +2,11 @@
 
 `run_steps` drives a `Trainer` up to a step count. Interrupts are deferred to step boundaries: a
 SIGINT (Ctrl-C) or SIGTERM received during a step lets the step finish, then the loop calls `save`
-and raises KeyboardInterrupt, so the saved state is always a whole number of steps and a resume
-continues exactly. A second signal interrupts at once (nothing saved). Periodic checkpoints call
-`save` every `save_every` steps; `save` must write atomically (it is the procedure's, since a
-procedure's state is more than one trainer: stage, finished models, data source).
+and raises KeyboardInterrupt (ganedit.errors.Terminated, a KeyboardInterrupt, for SIGTERM), so the
+saved state is always a whole number of steps and a resume continues exactly. A second signal
+interrupts at once (nothing saved). Periodic checkpoints call `save` every `save_every` steps; `save`
+must write atomically (it is the procedure's, since a procedure's state is more than one trainer:
+stage, finished models, data source).
 """
 
 import contextlib
@@ -30,8 +31,18 @@ class _InterruptFlag:
 
     def __call__(self, signum, _frame):
         if self.raised is not None:
-            raise KeyboardInterrupt
+            raise _interrupt(signum)
         self.raised = signum
+
+    def stop(self):
+        """Raise what the signal that was received means: Terminated for SIGTERM, KeyboardInterrupt else."""
+        raise _interrupt(self.raised)
+
+
+def _interrupt(signum) -> KeyboardInterrupt:
+    from ganedit.errors import Terminated
+
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextlib.contextmanager
@@ -86,7 +97,7 @@ def run_steps(
             if interrupt.raised is not None:
                 if save is not None:
                     save()
-                raise KeyboardInterrupt
+                interrupt.stop()
             if progress is not None and (
                 time.monotonic() - last_log > 0.5 or finished == steps or finished % log_every == 0
             ):

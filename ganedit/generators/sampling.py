@@ -1,4 +1,4 @@
-"""Sampling any supported generator with fixed seeds: latents, classes, images, grids.
+"""Sampling any supported generator with fixed seeds: latents, classes, images, plain grids (labelled: grids.py).
 
 Latents are drawn on the CPU from a seeded `torch.Generator` and only then moved to the device, so the
 same seed gives the same latents, and so the same images up to floating-point rounding, on any device.
@@ -10,7 +10,7 @@ same seed gives the same latents, and so the same images up to floating-point ro
 
 import contextlib
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -109,40 +109,6 @@ def generate(
             out = generator(z_batch, c, truncation_psi=truncation, noise_mode="const")
         images.append(out.float().cpu())
     return torch.cat(images)
-
-
-def save_before_after_grid(
-    before: torch.nn.Module,
-    after: torch.nn.Module,
-    path: Path | str,
-    seed: int,
-    *,
-    shows: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    with_feature: int = 8,
-    without_feature: int = 4,
-) -> Path:
-    """A PNG: samples of `before` in the first row, `after` on the same latents below (stored noise).
-
-    shows(images) -> bool mask [N]: where the feature an edit removes is present. With it, the grid
-    shows `with_feature` latents whose `before` image has the feature, then `without_feature` without
-    it, so the edit and what it leaves alone are both in view (fewer when the model rarely draws it);
-    without it, the first with_feature + without_feature latents of the seed.
-    """
-    count = with_feature + without_feature
-    classes = (lambda n: torch.arange(n) % num_classes(before)) if num_classes(before) else (lambda n: None)
-    pool = sample_latents(before, 64 * count if shows is not None else count, seed)
-    images = generate(before, pool, classes(len(pool)))
-    if shows is None:
-        chosen = torch.arange(count)
-    else:
-        mask = shows(images).cpu()
-        chosen = torch.cat(
-            [mask.nonzero()[:with_feature, 0], (~mask).nonzero()[: count - min(int(mask.sum()), with_feature), 0]]
-        )
-    z, c = pool[chosen], classes(len(pool))
-    c = c[chosen] if c is not None else None
-    save_grid(torch.cat([images[chosen], generate(after, z, c)]), Path(path), columns=len(chosen))
-    return Path(path)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -269,3 +269,14 @@ def load_toy_clip(path: Path, device: str | torch.device = "cpu") -> ClipModel:
     model.to(device)
     preprocess = Preprocess(32, 32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic").to(device)
     return ClipModel("toy-clip", model, tokenize, preprocess)
+
+
+@torch.no_grad()
+def image_embeddings(clip: ClipModel, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+    """CLIP's unit-norm image embeddings [N, D] of images in [-1, 1], on the CPU."""
+    return torch.cat([clip.encode_images(chunk.to(clip.device)).cpu() for chunk in images.split(batch_size)])
+
+
+def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
+    """W1 between two empirical 1-D distributions of equal size: mean |sorted a - sorted b| (the paper's measure)."""
+    return float((a.sort().values - b.sort().values).abs().mean())

@@ -1,5 +1,9 @@
 """Evaluation helpers the procedures share (evaluation.md): a judge's verdicts on images before and
-after an edit, on the same latents: PUL, class shares, and FID / KID in the judge's feature space."""
+after an edit, on the same latents: PUL, class shares, and the Frechet / kernel distances in the judge's
+feature space. Those are named for their space (`fd_oracle`, `kd_resnet50`; `feature_space`), never
+FID / KID, which are Inception's (ganedit.judges.fidelity)."""
+
+import re
 
 import torch
 from torch import nn
@@ -19,12 +23,22 @@ def judged(judge: nn.Module, images: torch.Tensor, batch_size: int = 250) -> tup
     return torch.cat(classes), torch.cat(features)
 
 
+def feature_space(judge_name: str) -> str:
+    """The name a judge's feature space goes by in figure names: `oracle` for the toy oracle (any head),
+    else the judge's name made an identifier (`resnet50`, `places365_resnet18`)."""
+    if judge_name.startswith("toy-oracle") or judge_name.split(":")[0] == "toy":
+        return "oracle"
+    base = judge_name.split("=")[0].split(":")[0]
+    return re.sub(r"[^0-9a-zA-Z]+", "_", base).strip("_").lower() or "judge"
+
+
 def judge_comparison(
     judge: nn.Module, feature: int, before: torch.Tensor, after: torch.Tensor, reference: torch.Tensor
 ) -> dict:
-    """PUL, class shares and FID / KID (judge features) of images before and after an edit (same latents).
+    """PUL, class shares and Frechet / kernel distances in the judge's features (`fd_<space>_before`, ...,
+    `kd_<space>_after`; see feature_space) of images before and after an edit (same latents).
 
-    The FID / KID reference: the images in `reference` (the original model's, other latents) that the
+    The distances' reference: the images in `reference` (the original model's, other latents) that the
     judge says lack the feature, at most len(before) of them.
     """
     from ganedit.judges.metrics import frechet_distance, kernel_inception_distance, percentage_of_unlearning
@@ -41,17 +55,20 @@ def judge_comparison(
     def shares(classes):
         return {str(labels[i]): round(float((classes == i).float().mean()), 4) for i in range(len(labels))}
 
+    name = getattr(judge, "name", type(judge).__name__)
+    space = feature_space(name)
     return {
-        "judge": getattr(judge, "name", type(judge).__name__),
+        "judge": name,
         "feature": str(labels[feature]),
         "negatives_before": negatives_before,
         "negatives_after": negatives_after,
         "pul": percentage_of_unlearning(negatives_before, negatives_after),
         "reference_positives": len(positives),
-        "fid_before": frechet_distance(features_before, positives),
-        "fid_after": frechet_distance(features_after, positives),
-        "kid_before": kernel_inception_distance(features_before, positives),
-        "kid_after": kernel_inception_distance(features_after, positives),
+        "feature_space": f"{name} features",
+        f"fd_{space}_before": frechet_distance(features_before, positives),
+        f"fd_{space}_after": frechet_distance(features_after, positives),
+        f"kd_{space}_before": kernel_inception_distance(features_before, positives),
+        f"kd_{space}_after": kernel_inception_distance(features_after, positives),
         "class_shares_before": shares(classes_before),
         "class_shares_after": shares(classes_after),
     }

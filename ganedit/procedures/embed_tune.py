@@ -862,8 +862,11 @@ def before_after_images(result: EmbedTuneResult, count: int = 8) -> torch.Tensor
 
 
 def save_before_after_grid(result: EmbedTuneResult, path: Path | str, count: int = 8) -> Path:
-    from ganedit.generators.sampling import save_grid
+    """A labelled PNG: per class, rows "LABEL before" and "LABEL after" on the same held-out latents."""
+    from ganedit.generators.grids import save_labelled_grid
 
     count = min(count, len(result.holdout_z))
-    save_grid(before_after_images(result, count), Path(path), columns=count)
-    return Path(path)
+    images = before_after_images(result, count)
+    labels = [f"{report.label} {when}" for report in result.reports for when in ("before", "after")]
+    columns = [("random (held-out latents)", count)]
+    return save_labelled_grid(path, list(images.split(count)), labels, columns, row_groups=[2] * len(result.reports))

@@ -5,7 +5,8 @@ Given parents (G_i, D_i), one domain each, and a root r (the first by default):
 
 1. Conditioning. The merged model has c_dim = N. Each parent gets a conditional copy that computes
    exactly what it computed before, for every class: the generator's mapping gains a class embedding
-   whose columns feed zero-initialised columns of its first layer, and the discriminator gains
+   (one shared starting column) feeding random new columns of its first layer, whose bias cancels that
+   constant input, and the discriminator gains
    NVIDIA's class projection with one map dimension held at a constant that carries the old logit
    (`conditional_copy`). A conditional parent (e.g. the reference's 2-class models that only saw
    class 0) keeps the embedding of the class it learned (`Parent.source_class`) for every column.
@@ -20,8 +21,26 @@ Given parents (G_i, D_i), one domain each, and a root r (the first by default):
 4. Union fine-tuning. The merged model is fine-tuned as a conditional GAN; every batch draws its real
    images from the *original* parents, class i from G_i, in the class proportions, generated on the fly.
 
-`MergeSettings(rooting=False)` is the paper's naive baseline: the parents' conditional copies are
-averaged directly, then fine-tuned the same way.
+The paper's baselines, `MergeSettings(method=...)`:
+- `rooting=False` (method "cocktail"): naive averaging; the parents' conditional copies are averaged
+  directly, then fine-tuned the same way.
+- "transfergan": no rooting and no averaging; the root's conditional copy is fine-tuned by the same union
+  fine-tuning (TransferGAN, Wang et al. 2018: fine-tune one parent on the others' outputs).
+- "ewc": the same, plus the EWC penalty (lambda / 2) sum_p F_p (theta_p - theta*_p)^2 on G's loss,
+  anchored at the root's conditional copy, F from D's logit on its samples (Li et al. 2020;
+  ganedit.engine.ewc). Like the reference's, it covers every G parameter but the class embedding.
+These run `steps` union steps and no rooting: for an equal budget give them `steps` = (N - 1) x
+`rooting_steps` + `steps` of the cocktail (tests/test_toy_merge_baselines.py).
+
+G_ema (both stages): half-life `ema_kimg` (10 kimg, the reference's) with ADA's ramp-up `ema_rampup`
+(0.05: the half-life is at most 5 % of the images seen so far), where the reference's union_gan config
+has none (`ema_rampup=0` here). At the paper's length (5,000 kimg) the two agree after the first 200
+kimg; on a short run G_ema without it stays near the stage's start (150 steps of 8 images move it 8 %
+of the way). Measured on the toy colour domains (300 + 150 steps of 8, seed 0, 500 latents per class):
+with the ramp-up 93 % / 90 % class accuracy at oracle-space FD 5.5 / 13.1; without it in union
+fine-tuning 31 % / 78 % at 28.4 / 17.5 (the plain average: 28 % / 78 %, 30.1 / 18.1); without it in
+both stages 100 % / 0.2 % at 2.7 / 38.0 (the root: the rooted model never left it). So ganedit keeps
+the ramp-up.
 """
 
 import copy
@@ -34,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganedit.engine.adversarial import Trainer, TrainingConfig, training_config
+from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
 from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages
 from ganedit.errors import ArchitectureMismatchError, GaneditError
@@ -44,6 +64,7 @@ from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Genera
 from ganedit.settings import check, derived_seed, setting
 
 RULES = ("mean", "task-arithmetic", "ties", "slerp")
+METHODS = ("cocktail", "transfergan", "ewc")  # GAN Cocktail, and the paper's two fine-tuning baselines
 RESUME_FORMAT = "ganedit.procedures.merge-resume"
 NVIDIA_D_MAPPING_LAYERS = 8  # stylegan2-ada-pytorch's class projection depth (MappingNetwork's default)
 CMAP_CONSTANT = 1.0  # the class map dimension that carries an unconditional D's logit
@@ -64,6 +85,9 @@ class MergeSettings:
     """Every parameter of the procedure (the CLI's options and merge.toml's keys have the same names)."""
 
     root: int = setting(0, "Index of the root model.", min=0, option=False)
+    method: str = setting("cocktail", "cocktail (root, average, fine-tune), or a baseline of the paper's: transfergan "
+                          "(fine-tune the root on the union), ewc (the same with an EWC penalty).",
+                          choices=METHODS)  # fmt: skip
     rooting: bool = setting(True, "Root every model in the root's basin first (off: the naive baseline, "
                             "averaging the parents directly).")  # fmt: skip
     rooting_steps: int = setting(1000, "Stage 1 steps per rooted model.", min=0)
@@ -73,7 +97,14 @@ class MergeSettings:
     r1_gamma: float = setting(10.0, "R1 weight.", min=0)
     pl_weight: float = setting(2.0, "Path-length regularisation weight (StyleGAN2's, lazy every 4 steps).", min=0)
     style_mixing: float = setting(0.9, "Style-mixing probability.", min=0, max=1)
-    ema_kimg: float = setting(10.0, "G_ema half-life in kimg, with ADA's rampup.", min=0)
+    ema_kimg: float = setting(10.0, "G_ema half-life in kimg (the reference's).", min=0)
+    ema_rampup: float = setting(0.05, "G_ema half-life at most this fraction of the images seen (ADA's ramp-up; "
+                                "0 = none, the reference's union_gan).", min=0)  # fmt: skip
+    ewc_lambda: float = setting(1e3, "--method ewc: lambda of the penalty (lambda / 2) sum F (theta - theta*)^2 "
+                                "(measured on the toy world; F's scale is a model's own).", min=0,
+                                min_open=True)  # fmt: skip
+    fisher_samples: int = setting(256, "--method ewc: generated samples the Fisher diagonal is estimated from.",
+                                  min=1)  # fmt: skip
     discriminator_warmup: int = setting(0, "D-only steps before each stage's steps (not the paper's; 0 = none).",
                                         min=0)  # fmt: skip
     rule: str = setting("mean", "How the root and rooted models combine (see below).", choices=RULES)
@@ -92,7 +123,7 @@ class MergeSettings:
         check(self)
 
     def training(self, seed: int) -> TrainingConfig:
-        return training_config(self, seed, ema_rampup=0.05)
+        return training_config(self, seed, ema_rampup=self.ema_rampup or None)
 
     def stage_steps(self, steps: int) -> int:
         """A stage's trainer steps: its G steps, after the D-only warmup (none for a stage of 0 steps)."""
@@ -159,6 +190,20 @@ def validate(parents: list[Parent], settings: MergeSettings) -> dict:
             raise GaneditError(f"{len(settings.proportions)} proportions for {count} models; give one per model")
         if any(not math.isfinite(v) or v < 0 for v in settings.proportions) or sum(settings.proportions) <= 0:
             raise GaneditError(f"proportions must be non-negative and not all 0, got {settings.proportions}")
+    if settings.method != "cocktail":
+        if not settings.rooting:
+            raise GaneditError(
+                f"--method {settings.method} neither roots nor averages, so --no-rooting means nothing to it; drop "
+                "--no-rooting (the naive-averaging baseline is --method cocktail --no-rooting)"
+            )
+        defaults = MergeSettings()
+        averaging = [f"--{name.replace('_', '-')}" for name in ("rule", "weights", "density", "block_weights")
+                     if getattr(settings, name) != getattr(defaults, name)]  # fmt: skip
+        if averaging:
+            raise GaneditError(
+                f"--method {settings.method} does not average, so {', '.join(averaging)} would be ignored; drop "
+                "it, or use --method cocktail"
+            )
     if settings.rule == "slerp" and count != 2:
         raise GaneditError(f"slerp merges exactly two models, got {count}; use mean, task-arithmetic or ties")
     if settings.weights:
@@ -183,16 +228,30 @@ def validate(parents: list[Parent], settings: MergeSettings) -> dict:
         for i, p in enumerate(parents)
     ]
     warmup = f" after {settings.discriminator_warmup} D-only steps" if settings.discriminator_warmup else ""
+    union = (f"union fine-tuning: {settings.steps} steps{warmup}, batch {settings.batch_size}, proportions "
+             f"{settings.proportions or 'uniform'}")  # fmt: skip
+    if settings.method != "cocktail":
+        penalty = f", EWC penalty lambda {settings.ewc_lambda:g} anchored at it" if settings.method == "ewc" else ""
+        return {
+            "classes": names,
+            "resolution": first.generator.img_resolution,
+            "root": names[settings.root],
+            "method": settings.method,
+            "stages": [
+                f"{settings.method}: the root {names[settings.root]}'s conditional copy, no rooting, no averaging",
+                union + penalty,
+            ],
+        }
     return {
         "classes": names,
         "resolution": first.generator.img_resolution,
         "root": names[settings.root],
+        "method": settings.method,
         "stages": (
             [f"rooting {names[settings.root]} -> {names[j]}: {settings.rooting_steps} steps{warmup}"
              for j in range(count) if j != settings.root and settings.rooting]
             + [f"merge ({settings.rule}) of: {', '.join(f'{m} ({n})' for m, n in zip(models, names, strict=True))}",
-               f"union fine-tuning: {settings.steps} steps{warmup}, batch {settings.batch_size}, proportions "
-               f"{settings.proportions or 'uniform'}"]
+               union]
         ),
     }  # fmt: skip
 
@@ -393,7 +452,7 @@ def recompute_w_avg(G: nn.Module, proportions: list[float] | None, samples: int,
 class MergeResult:
     generator: nn.Module  # the merged, fine-tuned G (G_ema)
     discriminator: nn.Module
-    averaged: tuple[nn.Module, nn.Module]  # the merged model before union fine-tuning
+    averaged: tuple[nn.Module, nn.Module]  # the merged model before union fine-tuning (baselines: the root's copy)
     rooted: list[tuple[nn.Module, nn.Module] | None]  # per class: the rooted model (None for the root)
     info: dict = field(default_factory=dict)
 
@@ -432,13 +491,20 @@ def merge(
         [t for p in parents for t in [*p.generator.state_dict().values(), *p.discriminator.state_dict().values()]],
     )
     state = read_resume(checkpoint, RESUME_FORMAT, identity, "merge") if resume else None
-    info: dict = {"rooting": "skipped (naive average)" if not settings.rooting else "trained"}
+    info: dict = {
+        "method": settings.method,
+        "rooting": "skipped (naive average)" if not settings.rooting else "trained",
+    }
 
     models: list[tuple[nn.Module, nn.Module] | None] = [None] * count
     models[root] = conditional[root]
     others = [j for j in range(count) if j != root]
     finished: dict = {}  # rooted models trained by this run, by class: kept in the resume file
-    if not settings.rooting:
+    if settings.method != "cocktail":
+        if rooted is not None:
+            raise GaneditError(f"--method {settings.method} roots nothing, so it takes no rooted models; drop --rooted")
+        info["rooting"] = f"none ({settings.method} fine-tunes the root alone)"
+    elif not settings.rooting:
         for j in others:
             models[j] = conditional[j]
     elif rooted is not None:
@@ -489,9 +555,19 @@ def merge(
             if checkpoint:
                 write_resume(checkpoint, RESUME_FORMAT, identity, ("rooted", j), None, None, rooted=finished)
 
-    G, D = merge_models(models, settings)
-    recompute_w_avg(G, settings.proportions, settings.w_avg_samples, derived_seed(settings.seed, "w-avg"))
+    if settings.method == "cocktail":
+        G, D = merge_models(models, settings)
+        recompute_w_avg(G, settings.proportions, settings.w_avg_samples, derived_seed(settings.seed, "w-avg"))
+    else:  # the baselines start from the root itself: nothing is averaged
+        G, D = (copy.deepcopy(m) for m in conditional[root])
     averaged = (copy.deepcopy(G), copy.deepcopy(D))
+    ewc_penalty = None
+    if settings.method == "ewc":  # anchored at the root's conditional copy, F from its D on its samples
+        names = ewc_parameters(G)
+        label = F.one_hot(torch.tensor([root]), count).float()
+        fisher = fisher_diagonal(G, D, names, settings.fisher_samples, derived_seed(settings.seed, "fisher"), label)
+        ewc_penalty = EWCPenalty(G, names, fisher, settings.ewc_lambda)
+        info["fisher_mean"] = float(torch.cat([f.flatten() for f in fisher]).mean())
 
     trainer = Trainer(G, D, settings.training(derived_seed(settings.seed, "union")))
     source = GeneratedImages(
@@ -512,14 +588,21 @@ def merge(
 
     total = settings.stage_steps(settings.steps)
     info["union_losses"] = run_steps(
-        trainer, next_batch, total, save=save if checkpoint else None, save_every=checkpoint_every,
-        progress=progress, task=progress.task("union", total, trainer.step) if progress else None,
+        trainer, next_batch, total, extra_generator_loss=ewc_penalty, save=save if checkpoint else None,
+        save_every=checkpoint_every, progress=progress,
+        task=progress.task("union", total, trainer.step) if progress else None,
     )  # fmt: skip
     G_final = trainer.G_ema.eval()
     recompute_w_avg(G_final, settings.proportions, settings.w_avg_samples, derived_seed(settings.seed, "w-avg"))
     return MergeResult(
         G_final, trainer.D.eval(), averaged, [models[j] if j != root else None for j in range(count)], info
     )
+
+
+def ewc_parameters(G: nn.Module) -> list[str]:
+    """The parameters the EWC baseline holds: all of G's but the class embedding (mapping.embed), as in the
+    reference's loss.ewc_loss, which leaves the embedding free so that the new classes can be learned."""
+    return [name for name, _ in G.named_parameters() if not name.startswith("mapping.embed.")]
 
 
 def _rebuilt(template: tuple[nn.Module, nn.Module], state: dict) -> tuple[nn.Module, nn.Module]:
@@ -537,14 +620,17 @@ def _rebuilt(template: tuple[nn.Module, nn.Module], state: dict) -> tuple[nn.Mod
 def evaluate_merge(
     models: dict[str, nn.Module], parents: list[Parent], judge: nn.Module, samples: int, seed: int
 ) -> dict:
-    """Per class i and per merged model: FID / KID of its class i against parent i's own samples in the
-    judge's feature space, and class accuracy: a sample counts for class i when, of all parents, parent i
+    """Per class i and per merged model: the Frechet / kernel distances (`fd_<space>`, `kd_<space>`; not
+    Inception's FID / KID) of its class i against parent i's own samples in the judge's feature space,
+    and class accuracy: a sample counts for class i when, of all parents, parent i
     makes its judged label most often. Each parent on the same fixed latents gives the floor (FID of the
     parent against itself on other latents, its accuracy). Same latents for every model.
     """
     from ganedit.generators.sampling import generate, sample_latents
-    from ganedit.judges.evaluation import judged
+    from ganedit.judges.evaluation import feature_space, judged
     from ganedit.judges.metrics import frechet_distance, kernel_inception_distance
+
+    space = feature_space(getattr(judge, "name", type(judge).__name__))
 
     def parent_images(p: Parent, z):
         classes = torch.full([len(z)], p.source_class) if p.source_class is not None else None
@@ -559,8 +645,8 @@ def evaluate_merge(
     def scores(i: int, classes: torch.Tensor, features: torch.Tensor) -> dict:
         known = classes < labels  # a label no parent makes counts for none of them
         return {
-            "fid": frechet_distance(features, reference[i][1]),
-            "kid": kernel_inception_distance(features, reference[i][1]),
+            f"fd_{space}": frechet_distance(features, reference[i][1]),
+            f"kd_{space}": kernel_inception_distance(features, reference[i][1]),
             "accuracy": float((known & (owner[classes.clamp(max=labels - 1)] == i)).float().mean()),
         }
 

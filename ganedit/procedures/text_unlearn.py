@@ -59,6 +59,7 @@ from torch import nn
 
 from ganedit.errors import GaneditError
 from ganedit.generators.ops import freeze
+from ganedit.judges.clip import image_embeddings, wasserstein_1d
 from ganedit.settings import check, derived_seed, setting
 
 METHODS = ("directional", "global")
@@ -447,7 +448,7 @@ def text_unlearn(
             if interrupt.raised is not None:
                 if checkpoint is not None:
                     save()
-                raise KeyboardInterrupt
+                interrupt.stop()
             if progress is not None:
                 progress.update(task, step, {**history[-1], **({"layers": len(chosen)} if chosen else {})})
     G_t.requires_grad_(False).eval()
@@ -481,11 +482,6 @@ def clip_scores(clip, images: torch.Tensor, prompt: str, batch_size: int = 250) 
     ).cpu()
 
 
-def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
-    """W1 between two empirical 1-D distributions of equal size: mean |sorted a - sorted b| (the paper's measure)."""
-    return float((a.sort().values - b.sort().values).abs().mean())
-
-
 def evaluate_text_unlearning(
     before: nn.Module,
     after: nn.Module,
@@ -504,8 +500,9 @@ def evaluate_text_unlearning(
       score distributions;
     - with a judge: PUL (its argmax == feature, before vs after), and the share of each judge class;
     - LPIPS (or the given perceptual distance) between before and after images of the same latent;
-    - FID / KID of before and after samples against a reference from the frozen model (other latents,
-      derived for "reference"): its samples without the feature where a judge says so, else all of them; in the judge's
+    - Frechet / kernel distances (`fd_<space>`, `kd_<space>`: `fd_oracle`, `fd_clip`; not Inception's FID / KID)
+      of before and after samples against a reference from the frozen model (other latents, derived for
+      "reference"): its samples without the feature where a judge says so, else all of them; in the judge's
       feature space, else in CLIP's image embedding space.
     """
     from ganedit.generators.sampling import generate, sample_latents
@@ -543,19 +540,14 @@ def evaluate_text_unlearning(
         report["quality_features"] = f"{report['judge']} features"
         report["reference"] = f"{report['reference_positives']} frozen-model samples without '{report['feature']}'"
         return report
-    reference_features = _clip_features(clip, reference)
-    features_before, features_after = _clip_features(clip, images_before), _clip_features(clip, images_after)
+    reference_features = image_embeddings(clip, reference)
+    features_before, features_after = image_embeddings(clip, images_before), image_embeddings(clip, images_after)
     report.update({
         "quality_features": f"{clip.name} image embeddings",
         "reference": f"{len(reference_features)} frozen-model samples",
-        "fid_before": frechet_distance(features_before, reference_features),
-        "fid_after": frechet_distance(features_after, reference_features),
-        "kid_before": kernel_inception_distance(features_before, reference_features),
-        "kid_after": kernel_inception_distance(features_after, reference_features),
+        "fd_clip_before": frechet_distance(features_before, reference_features),
+        "fd_clip_after": frechet_distance(features_after, reference_features),
+        "kd_clip_before": kernel_inception_distance(features_before, reference_features),
+        "kd_clip_after": kernel_inception_distance(features_after, reference_features),
     })  # fmt: skip
     return report
-
-
-@torch.no_grad()
-def _clip_features(clip, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([clip.encode_images(chunk.to(clip.device)).cpu() for chunk in images.split(250)])
