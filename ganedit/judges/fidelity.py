@@ -52,7 +52,7 @@ def _torch_fidelity():
     except ImportError:
         raise GaneditError(
             "the standard metrics (FID, KID, IS, precision / recall) need torch-fidelity: "
-            "pip install 'ganedit[metrics]' (or pip install torch-fidelity)"
+            "pip install 'torch-fidelity>=0.4'"
         ) from None
     return torch_fidelity
 
