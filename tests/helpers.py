@@ -94,3 +94,14 @@ def tune(generator, judge, targets, *, class_names=None, **settings):
     from ganedit.procedures import embed_tune as et
 
     return et.embed_tune(generator, judge, targets, et.EmbedTuneSettings(**settings), class_names=class_names)
+
+
+def write_images(folder, images):
+    """Images [N, 3, H, W] in [-1, 1] as PNG files NNN.png in a new `folder`; returns the folder."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        array = ((image + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(array).save(folder / f"{index:03d}.png")
+    return folder

@@ -6,15 +6,22 @@ import torch
 from helpers import tiny_stylegan2_pair
 from PIL import Image
 
-from ganedit.engine.sources import GeneratedImages, ImageBatches, load_image_folder
+from ganedit.engine.loop import IDENTITY_CHUNK, run_identity
+from ganedit.engine.sources import GeneratedImages, ImageBatches, as_float_images, load_image_folder
 from ganedit.errors import GaneditError
 from ganedit.generators.stylegan2 import StyleGAN2Generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def pixels(image: Image.Image) -> torch.Tensor:
+    """An image's RGB values as uint8 [3, H, W]."""
+    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    """An image as float32 [-1, 1], the conversion load_image_folder used to return."""
+    return pixels(image).float() / 127.5 - 1
 
 
 def random_image(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -32,19 +39,22 @@ def test_folder_images_are_centre_cropped_and_resized_with_lanczos(tmp_path):
     wide.save(tmp_path / "b.png")
     tall.save(tmp_path / "a.bmp")
     images = load_image_folder(tmp_path, 16)
-    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.float32
-    assert images.min() >= -1 and images.max() <= 1
+    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
     expected_a = tall.crop((0, 5, 20, 25)).resize((16, 16), Image.LANCZOS)  # sorted by name: a first
     expected_b = wide.crop((8, 0, 32, 24)).resize((16, 16), Image.LANCZOS)
-    assert torch.equal(images[0], to_tensor(expected_a))
-    assert torch.equal(images[1], to_tensor(expected_b))
+    assert torch.equal(images[0], pixels(expected_a))
+    assert torch.equal(images[1], pixels(expected_b))
+    as_float = load_image_folder(tmp_path, 16, dtype=torch.float32)
+    assert as_float.dtype == torch.float32 and as_float.min() >= -1 and as_float.max() <= 1
+    assert torch.equal(as_float[0], to_tensor(expected_a))
+    assert torch.equal(as_float[1], to_tensor(expected_b))
 
 
 def test_folder_greyscale_alpha_and_16_bit(tmp_path):
     random_image(16, 16, "L", seed=3).save(tmp_path / "grey.png")
     Image.new("RGBA", (16, 16), (200, 100, 50, 128)).save(tmp_path / "half.png")
     Image.fromarray(np.full((16, 16), 65535, dtype=np.uint16)).save(tmp_path / "white16.png")
-    grey, half, white = load_image_folder(tmp_path, 16)
+    grey, half, white = load_image_folder(tmp_path, 16, dtype=torch.float32)
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
     composited = torch.tensor([200, 100, 50]) * 128 / 255  # onto black
     assert torch.allclose((half[:, 0, 0] + 1) * 127.5, composited, atol=1)
@@ -59,7 +69,7 @@ def test_folder_selection_is_flat_sorted_and_limited(tmp_path):
             Image.new("RGB", (12, 12), (index * 40, 0, 0)).save(tmp_path / name, quality=100, lossless=True)
     (tmp_path / "sub").mkdir()
     Image.new("RGB", (12, 12)).save(tmp_path / "sub" / "d.png")
-    images = load_image_folder(tmp_path, 8)
+    images = load_image_folder(tmp_path, 8, dtype=torch.float32)
     assert len(images) == 3
     reds = ((images[:, 0, 4, 4] + 1) * 127.5).round().tolist()
     assert reds == pytest.approx([40, 80, 0], abs=3)  # a.webp, b.png, c.JPG
@@ -93,6 +103,40 @@ def test_folder_with_too_few_images(tmp_path):
 def test_no_images_message_lists_the_accepted_extensions(tmp_path):
     with pytest.raises(GaneditError, match=r"\.png, \.jpg, \.jpeg, \.webp, \.bmp"):
         load_image_folder(tmp_path, 16)
+
+
+def test_folder_is_held_as_uint8_one_byte_per_value(tmp_path):
+    count, side = 5, 24
+    for index in range(count):
+        random_image(30, 40, seed=index).save(tmp_path / f"{index}.png")
+    images = load_image_folder(tmp_path, side)
+    assert images.dtype == torch.uint8 and images.shape == (count, 3, side, side) and images.is_contiguous()
+    assert images.untyped_storage().nbytes() == count * 3 * side * side  # a quarter of float32's 4 bytes a value
+    assert images.device.type == "cpu"
+
+
+def test_float_loading_is_x_over_127_5_minus_1_of_the_uint8_images(tmp_path):
+    for index in range(3):
+        random_image(20, 20, seed=10 + index).save(tmp_path / f"{index}.png")
+    Image.new("RGB", (20, 20), (0, 255, 128)).save(tmp_path / "z.png")
+    held = load_image_folder(tmp_path, 16)
+    converted = as_float_images(held)
+    assert converted.dtype == torch.float32
+    assert torch.equal(converted, held.float() / 127.5 - 1)  # the documented conversion, bit for bit
+    assert torch.equal(converted, load_image_folder(tmp_path, 16, dtype=torch.float32))
+    assert converted[3, :2, 0, 0].tolist() == [-1.0, 1.0]  # 0 -> -1, 255 -> 1 exactly
+    assert converted[3, 2, 0, 0].item() == pytest.approx(128 / 127.5 - 1, abs=1e-6)
+    floats = torch.rand(2, 3, 4, 4) * 2 - 1
+    assert as_float_images(floats) is floats  # float images pass through as they are
+
+
+def test_bad_dtypes_are_refused():
+    with pytest.raises(ValueError, match="dtype must be torch.uint8 or torch.float32"):
+        load_image_folder(".", 16, dtype=torch.float16)
+    with pytest.raises(ValueError, match="uint8 or floating-point"):
+        ImageBatches(torch.zeros(4, 3, 2, 2, dtype=torch.int64), 2, torch.Generator())
+    with pytest.raises(ValueError, match="uint8 or floating-point"):
+        as_float_images(torch.zeros(1, 3, 2, 2, dtype=torch.int32))
 
 
 def _write(folder, name, data):
@@ -151,6 +195,48 @@ def test_flip_is_off_by_default_and_seeded_when_on():
     mirrored = flipped[0][:, 0, 0, 0] == 7
     assert mirrored.any() and not mirrored.all()
     assert torch.equal(flipped[0][mirrored], images[mirrored].flip(-1))
+
+
+def random_uint8_images(count: int, side: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (count, 3, side, side), generator=torch.Generator().manual_seed(seed)).to(torch.uint8)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_uint8_images_give_float_batches_equal_to_the_float_images_batches(flip):
+    held = random_uint8_images(10)
+    from_uint8 = ImageBatches(held, 4, torch.Generator().manual_seed(0), flip=flip)
+    from_float = ImageBatches(held.float() / 127.5 - 1, 4, torch.Generator().manual_seed(0), flip=flip)
+    assert from_uint8.images.dtype == torch.uint8  # held as bytes; only each batch is converted
+    for _ in range(6):  # over two epochs and more
+        batch = next(from_uint8)
+        assert batch.dtype == torch.float32 and batch.shape == (4, 3, 6, 6)
+        assert batch.min() >= -1 and batch.max() <= 1
+        assert torch.equal(batch, next(from_float))  # exactly the old float path's batches
+    state = from_uint8.state_dict()
+    resumed = ImageBatches(held, 4, torch.Generator().manual_seed(5), flip=flip)
+    resumed.load_state_dict(state)
+    assert torch.equal(next(resumed), next(from_uint8))
+
+
+def test_flip_works_on_uint8_images():
+    images = torch.arange(8, dtype=torch.uint8).reshape(1, 1, 1, 8).repeat(6, 1, 1, 1) * 30
+    as_float = images.float() / 127.5 - 1
+    assert torch.equal(next(ImageBatches(images, 6, torch.Generator().manual_seed(0))), as_float)
+    flipped = next(ImageBatches(images, 6, torch.Generator().manual_seed(0), flip=True))
+    mirrored = flipped[:, 0, 0, 0] == as_float[0, 0, 0, 7]
+    assert mirrored.any() and not mirrored.all()
+    assert torch.equal(flipped[mirrored], as_float[mirrored].flip(-1))
+    assert torch.equal(flipped[~mirrored], as_float[~mirrored])
+
+
+def test_run_identity_of_uint8_images_is_that_of_their_float_images():
+    held = random_uint8_images(IDENTITY_CHUNK * 2 + 3, side=2)  # several chunks and a partial one
+    other = held.clone()
+    other[-1, 0, 0, 0] ^= 1
+    weights = torch.randn(5)
+    identity = run_identity({"a": 1}, [held, weights])
+    assert identity == run_identity({"a": 1}, [held.float() / 127.5 - 1, weights])
+    assert identity != run_identity({"a": 1}, [other, weights])
 
 
 # ---------------------------------------------------------------------------------------------------

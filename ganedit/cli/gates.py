@@ -135,7 +135,9 @@ class EditChecks:
             from ganedit.judges.fidelity import PAPER_FID_SAMPLES, load_inception, reference_from_images
 
             self.inception = load_inception(options.get("inception_weights"), device)
-            images = load_image_folder(self.folder, resolution(generator), limit=PAPER_FID_SAMPLES, minimum=2)
+            images = load_image_folder(
+                self.folder, resolution(generator), limit=PAPER_FID_SAMPLES, minimum=2, dtype=torch.float32
+            )
             self.stats = reference_from_images(self.inception, images, str(self.folder))
 
     def add_fid(self, report: dict, generators: dict, seed: int, classes=None) -> None:

@@ -105,7 +105,8 @@ def info(model, as_json, as_recipe, device, quiet, offline):
 Examples:
   ganedit sample biggan-deep-256 --class daisy --class 'tiger shark' -n 8 -o grid.png
   ganedit sample ffhq.pkl -n 16 --seed 1 --truncation 0.7 -o faces.png
-  ganedit sample edited.safetensors --class 3 -n 4 --out-dir samples/""",
+  ganedit sample edited.safetensors --class 3 -n 4 --out-dir samples/
+  ganedit sample toy-stylegan2 -n 30 --showing star --judge toy --out-dir stars/   # negatives for unlearn""",
 )
 @click.argument("model")
 @click.option(
@@ -139,12 +140,18 @@ Examples:
 )
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), help="Write one PNG per sample.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Images generated at once.")
+@click.option("--showing", metavar="LABEL", help="Keep only samples --judge calls LABEL (unconditional models): "
+              "a folder of the model's own examples of a feature, e.g. negatives for unlearn.")  # fmt: skip
+@click.option("--judge", "judge_spec", metavar="SPEC", help="The classifier of --showing (`toy`: the toy oracle).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
-def sample(model, classes, count, seed, truncation, output, out_dir, batch_size, as_json, device, quiet, offline):
+def sample(model, classes, count, seed, truncation, output, out_dir, batch_size, showing, judge_spec, as_json, device,
+           quiet, offline):  # fmt: skip
     """Generate images from a model with a fixed seed."""
     if output is None and out_dir is None:
         raise click.UsageError("say where to write: -o grid.png and/or --out-dir DIR")
+    if (showing is None) != (judge_spec is None):
+        raise click.UsageError("--showing LABEL and --judge SPEC go together")
     torch_device = apply_common(device, quiet, offline)
     bundle = ganedit.load_model(model, device=torch_device)
     generator = bundle.generator
@@ -157,9 +164,19 @@ def sample(model, classes, count, seed, truncation, output, out_dir, batch_size,
         indices = [None]
     per_row = count
     labels = torch.tensor([index for index in indices for _ in range(count)]) if total_classes else None
-    z = sampling.sample_latents(generator, count * len(indices), seed, truncation)
-    with stderr_console().status(f"generating {len(z)} images on {torch_device}"):
-        images = sampling.generate(generator, z, labels, truncation, batch_size)
+    if showing is not None:
+        from ganedit.cli.judging import judge_for
+        from ganedit.procedures.unlearn import mine_negatives
+
+        if total_classes or classes or truncation != 1.0:
+            raise GaneditError("--showing works on unconditional models, untruncated; drop --class / --truncation")
+        judge, feature = judge_for(judge_spec, None, showing, torch_device)
+        with stderr_console().status(f"generating until {judge.name} finds {count} showing {showing!r}"):
+            images = mine_negatives(generator, judge, feature, count, seed)
+    else:
+        z = sampling.sample_latents(generator, count * len(indices), seed, truncation)
+        with stderr_console().status(f"generating {len(z)} images on {torch_device}"):
+            images = sampling.generate(generator, z, labels, truncation, batch_size)
     written = []
     if output is not None:
         columns = per_row if total_classes else math.ceil(math.sqrt(count))
@@ -182,6 +199,8 @@ def sample(model, classes, count, seed, truncation, output, out_dir, batch_size,
             if index is not None
         ],
         "images": len(images),
+        "showing": showing,
+        "judge": getattr(judge, "name", None) if showing is not None else None,
         "written": written,
     }
     if as_json:

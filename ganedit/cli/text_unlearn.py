@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import torch
 
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
@@ -95,8 +96,10 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
                            ".pt, NVIDIA .pkl, ganedit files); for BigGAN, see embed-tune")  # fmt: skip
     direction_images = None
     if run.concept_images is not None:
-        direction_images = (load_image_folder(Path(run.concept_images), G.img_resolution),
-                            load_image_folder(Path(run.neutral_images), G.img_resolution))  # fmt: skip
+        direction_images = tuple(
+            load_image_folder(Path(folder), G.img_resolution, dtype=torch.float32)
+            for folder in (run.concept_images, run.neutral_images)
+        )
     clips = load_clips(clip_specs, torch_device)
     try:
         perceptual = load_perceptual(run.lpips or DEFAULT_LPIPS, torch_device)

@@ -16,6 +16,8 @@ from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.procedures.unlearn import UnlearnSettings
 from ganedit.settings import setting
 
+DOMAIN_GAP_WARNING = 1.5  # the folder's nearest-sample distance over the samples' own (ganedit.judges.detector)
+
 
 @dataclass
 class UnlearnRun:
@@ -29,7 +31,13 @@ class UnlearnRun:
     judge: str | None = setting(None, "Classifier that recognises the feature (see below).", metavar="SPEC")
     labels: str | None = setting(None, "Labels file of a local judge, one per line.", metavar="FILE")
     positives: str | None = setting(None, "Folder of images without the feature (stage 2).", metavar="DIR")
-    mine: int = setting(64, "Negatives to mine with the judge (at least K x negatives-per-model).", min=1)
+    mine: int = setting(64, "Negatives to mine with the judge, or to top --negatives up to with the detector "
+                        "(at least K x negatives-per-model).", min=1)  # fmt: skip
+    detector: str | None = setting(None, "Without --feature: the CLIP image encoder of the detector learned from "
+                                   "--negatives (default ViT-B-32; toy models: toy-clip).", metavar="SPEC")  # fmt: skip
+    detector_recall: float = setting(0.9, "Share of unseen negatives the detector's threshold flags.", min=0,
+                                     max=1, min_open=True, max_open=True)  # fmt: skip
+    detector_pool: int = setting(1000, "The model's own samples the detector is fitted against.", min=16)
     keep_adapted: str | None = setting(None, "Save the adapted models in this folder.", metavar="DIR")
     adapted: list[str] = setting([], "Reuse adapted models saved with --keep-adapted (repeatable); skips stage 1.",
                                  metavar="FILE")  # fmt: skip
@@ -101,20 +109,25 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         raise GaneditError("say what must go: --negatives DIR, or --feature LABEL (negatives mined with the judge)")
     checks = EditChecks(options, torch_device, G)
 
-    judge, feature_index = None, None
+    judge, feature_index, detector = None, None, None
     if feature is not None:
         judge, feature_index = judge_for(judge_spec, labels, feature, torch_device)
-    elif judge_spec is not None:
+    elif options.get("judge") is not None:  # a recipe's judge (the toy one) only applies with --feature
         raise GaneditError("--judge needs --feature: the judge's label for what must go")
     resolution = G.img_resolution
     negative_images = None
+    wanted = max(run.mine, settings.adapted_models * settings.negatives_per_model)
     if not adapted_files:
         if negatives is not None:
             negative_images = load_image_folder(negatives, resolution)
         else:
-            count = max(run.mine, settings.adapted_models * settings.negatives_per_model)
-            negative_images = ul.mine_negatives(G, judge, feature_index, count, seed)
+            negative_images = ul.mine_negatives(G, judge, feature_index, wanted, seed)
     positive_images = load_image_folder(positives, resolution) if positives is not None else None
+    if judge is None and negative_images is not None and positive_images is None and method == "repulsion":
+        # no classifier and no positives: learn what the folder shows, to filter the model's samples
+        detector, negative_images = _detector_from_negatives(G, negative_images, negatives, run, wanted, seed,
+                                                             torch_device)  # fmt: skip
+        judge, feature_index, feature = detector, 1, detector.feature
     if method == "repulsion" and positive_images is None and judge is None:
         raise GaneditError("stage 2 needs positives: give --positives DIR, or --feature LABEL with a judge to filter")
     adapted = [_read_adapted(path, G, torch_device) for path in adapted_files] if adapted_files else None
@@ -123,6 +136,8 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
 
     checkpoint = resume_file(output.with_name(output.name + ".resume"))
     is_negative = (lambda images: judge(images).argmax(dim=1) == feature_index) if judge is not None else None
+    if detector is not None:
+        is_negative = detector.may_show
     with TrainingProgress(quiet=quiet) as progress:
         result = ul.unlearn(
             G, D, negative_images, settings, is_negative=is_negative, positives=positive_images, adapted=adapted,
@@ -139,6 +154,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         "positives": str(positives) if positives else "generated, filtered by the judge",
         "feature": feature,
         "judge": getattr(judge, "name", None),
+        "detector": detector.state() if detector is not None else None,
     }
     if keep_adapted is not None and adapted is None:
         keep_adapted.mkdir(parents=True, exist_ok=True)
@@ -165,6 +181,9 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
               "grid": str(grid) if grid else None,
               "grid_columns": grid_columns,
               "method": method, "repulsion": repulsion, **evaluation}  # fmt: skip
+    if detector is not None:  # PUL and the distances were counted by the negatives' detector, not a classifier
+        report["pul_counted_by"] = f"the detector learned from {negatives}/ ({detector.name})"
+        report["detector"] = {key: value for key, value in detector.state().items() if key != "weight"}
     checks.add_fid(report, {"before": G, "after": result.generator}, seed)
     if as_json:
         emit_json(report)
@@ -193,6 +212,47 @@ def _print_report(report: dict, judged: bool) -> None:
                           f"{before:.4g}", f"{after:.4g}")  # fmt: skip
         out.print(table)
     out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))
+
+
+def _detector_from_negatives(G, negative_images, folder: Path, run: UnlearnRun, wanted: int, seed: int, device):
+    """The detector of what `folder` shows (ganedit.judges.detector), and the negatives topped up to
+    `wanted` with the model's own samples it flags most surely. Warns across a domain gap."""
+    from ganedit.judges.clip import load_clip
+    from ganedit.judges.detector import MIN_NEGATIVES, DetectorSettings, learn_detector
+
+    if len(negative_images) < MIN_NEGATIVES:  # before any download
+        raise GaneditError(
+            f"{folder} has {len(negative_images)} images; learning what they show needs at least {MIN_NEGATIVES} "
+            "(or give --positives DIR, or --feature LABEL with a --judge)"
+        )
+    console = stderr_console()
+    encoder = load_clip(run.detector or "ViT-B-32", device)
+    console.print(f"learning what {folder}/ shows: {len(negative_images)} images against {run.detector_pool} "
+                  f"samples of the model, in {encoder.name}'s image space ...")  # fmt: skip
+    learned = learn_detector(G, negative_images, f"{folder.name}", encoder, run.detector_pool,
+                             DetectorSettings(recall=run.detector_recall), seed)  # fmt: skip
+    detector = learned.detector
+    info = detector.info
+    console.print(f"detector: cross-fitted AUC {info['crossfit_auc']:.2f}, flags {100 * info['pool_flagged']:.1f} % "
+                  "of the model's samples")  # fmt: skip
+    if info["domain_gap"] > DOMAIN_GAP_WARNING:
+        detector.info["warning"] = (
+            f"domain gap {info['domain_gap']:.1f}x: the folder lies far from the model's samples, so the detector's "
+            "counts (PUL) may not describe what the model draws"
+        )
+        console.print(
+            f"[yellow]warning: the images in {folder}/ lie far from the model's own samples in {encoder.name}'s "
+            f"space ({info['domain_gap']:.1f}x the samples' own spacing): the detector may not find the feature in "
+            "what the model draws; negatives picked from the model's samples work best[/yellow]"
+        )
+    extra = learned.top_flagged(max(0, wanted - len(negative_images)))
+    if len(extra):
+        if negative_images.dtype == torch.uint8:
+            extra = ((extra + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        negative_images = torch.cat([negative_images, extra.to(negative_images.dtype)])
+        console.print(f"topped the negatives up with {len(extra)} of the model's samples the detector flags")
+    detector.info["topped_up"] = len(extra)
+    return detector, negative_images
 
 
 def _read_adapted(path: Path, G, device) -> torch.Tensor:

@@ -154,10 +154,24 @@ def read_resume(path, format_name: str, identity: str, command: str) -> dict:
     return state
 
 
+IDENTITY_CHUNK = 64  # uint8 images converted at once by run_identity
+
+
 def run_identity(description, tensors: Iterable[torch.Tensor]) -> str:
     """A fingerprint of what a run computes (its settings and input tensors), written into its resume file
-    so that a resume file from another run is refused."""
+    so that a resume file from another run is refused.
+
+    Tensors are hashed as float32. uint8 images [N, C, H, W] (a folder as load_image_folder holds it) are
+    hashed as the float32 [-1, 1] images they stand for (x / 127.5 - 1), IDENTITY_CHUNK images at a time: the
+    identity does not depend on how the images are held, and no float32 copy of the whole set is made."""
+    from ganedit.engine.sources import as_float_images
+
     digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode())
     for tensor in tensors:
-        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+        tensor = tensor.detach()
+        if tensor.dtype == torch.uint8 and tensor.ndim == 4:
+            for chunk in tensor.split(IDENTITY_CHUNK):
+                digest.update(as_float_images(chunk.cpu()).contiguous().numpy().tobytes())
+        else:
+            digest.update(tensor.cpu().contiguous().float().numpy().tobytes())
     return digest.hexdigest()

@@ -1,7 +1,9 @@
 """Where the "real" images of adversarial fine-tuning come from: a folder of images, or other generators.
 
-- `load_image_folder`: a user's images (the negatives of `unlearn`, methods.md section 3) as one tensor.
-- `ImageBatches`: endless shuffled minibatches of such a tensor, resumable.
+- `load_image_folder`: a user's images (the negatives of `unlearn`, methods.md section 3) as one tensor,
+  held as uint8 [N, 3, H, W] (one byte per value: 1,000 images at 1024 px take 3 GB, not float32's 12 GB).
+- `ImageBatches`: endless shuffled minibatches of such a tensor, resumable; uint8 images are converted to
+  float32 [-1, 1] one batch at a time (`as_float_images`: x / 127.5 - 1).
 - `GeneratedImages`: batches generated on the fly by frozen generators, each image labelled with the
   index of the generator that made it (the parents of `merge`, section 2), optionally kept only where a
   judge accepts them (the positives of `unlearn`, section 3).
@@ -26,8 +28,29 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_IMAGE_SIDE = 8  # px: smaller images carry too little to learn from, and are most likely a mistake
 
 
-def load_image_folder(folder: Path | str, resolution: int, limit: int | None = None, minimum: int = 1) -> torch.Tensor:
-    """The images in `folder` as [N, 3, resolution, resolution] float32 in [-1, 1] (CPU).
+def as_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Images as float in [-1, 1]: uint8 [0, 255] become float32 x / 127.5 - 1 (0 -> -1, 255 -> 1, exactly
+    what load_image_folder returned as float32); floating-point images are returned as they are."""
+    if images.dtype == torch.uint8:
+        return images.float() / 127.5 - 1
+    if not images.is_floating_point():
+        raise ValueError(f"expected uint8 or floating-point images, got {images.dtype}")
+    return images
+
+
+def load_image_folder(
+    folder: Path | str,
+    resolution: int,
+    limit: int | None = None,
+    minimum: int = 1,
+    dtype: torch.dtype = torch.uint8,
+) -> torch.Tensor:
+    """The images in `folder` as [N, 3, resolution, resolution] (CPU): uint8 in [0, 255] by default, or with
+    `dtype=torch.float32` float32 in [-1, 1] (x / 127.5 - 1 of the uint8 values, see as_float_images).
+
+    uint8 takes a quarter of float32's memory (N * 3 * resolution**2 bytes); ImageBatches takes either and
+    yields float32 [-1, 1] batches, so the images stay uint8 until they are batched. Code that needs the
+    whole set as float (small sets) calls as_float_images, or loads with dtype=torch.float32.
 
     Which files: those directly in `folder` (subfolders are not searched) whose extension is one of
     IMAGE_EXTENSIONS in any case, except hidden files (names starting with "."), sorted by name; with
@@ -44,6 +67,8 @@ def load_image_folder(folder: Path | str, resolution: int, limit: int | None = N
     from torchvision.transforms.functional import pil_to_tensor
 
     folder = Path(folder)
+    if dtype not in (torch.uint8, torch.float32):
+        raise ValueError(f"dtype must be torch.uint8 or torch.float32, got {dtype}")
     if resolution < 1:
         raise ValueError(f"resolution must be at least 1, got {resolution}")
     if not folder.exists():
@@ -68,7 +93,8 @@ def load_image_folder(folder: Path | str, resolution: int, limit: int | None = N
             "add images to the folder"
         )
 
-    images, unreadable, too_small = [], [], []
+    images = torch.empty([len(paths), 3, resolution, resolution], dtype=torch.uint8)  # filled in place: one copy
+    loaded, unreadable, too_small = 0, [], []
     for path in paths:
         try:
             with Image.open(path) as opened:
@@ -81,7 +107,9 @@ def load_image_folder(folder: Path | str, resolution: int, limit: int | None = N
         if min(image.size) < MIN_IMAGE_SIDE:
             too_small.append(f"{path.name} ({image.width}x{image.height})")
             continue
-        images.append(pil_to_tensor(_square(_rgb(image), resolution)))
+        if not unreadable and not too_small:  # after a bad file the load fails: only the names are collected
+            images[loaded] = pil_to_tensor(_square(_rgb(image), resolution))
+            loaded += 1
     if unreadable:
         raise GaneditError(
             f"not readable as an image in {folder}: {_some(unreadable)}; replace or remove the damaged files"
@@ -90,7 +118,7 @@ def load_image_folder(folder: Path | str, resolution: int, limit: int | None = N
         raise GaneditError(
             f"images smaller than {MIN_IMAGE_SIDE} px on a side in {folder}: {_some(too_small)}; remove them"
         )
-    return torch.stack(images).float() / 127.5 - 1
+    return images if dtype == torch.uint8 else as_float_images(images)
 
 
 def _is_image_name(name: str) -> bool:
@@ -126,6 +154,11 @@ def _some(names: list[str], shown: int = 3) -> str:
 class ImageBatches:
     """Endless minibatches of `images` [N, C, H, W]: each epoch a fresh random order of all N images.
 
+    `images` are float (batches keep their dtype) or uint8 in [0, 255] as load_image_folder holds them:
+    those stay uint8 (a quarter of float32's memory) and each batch is converted to float32 in [-1, 1]
+    (x / 127.5 - 1, as_float_images) after it is gathered and flipped, so the batches are the same values
+    the float32 images would give.
+
     The batches cut one stream, epoch after epoch, into pieces of `batch_size`: every batch is full, each
     epoch's images appear exactly once in the stream, and a batch may span two epochs (or several, when
     batch_size > N). Epoch e's order (and, with `flip`, which images are mirrored left-right) comes from
@@ -138,6 +171,8 @@ class ImageBatches:
             raise ValueError(f"expected a non-empty [N, C, H, W] tensor, got shape {list(images.shape)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise ValueError(f"expected uint8 or floating-point images, got {images.dtype}")
         self.images, self.batch_size, self.flip = images, batch_size, flip
         self.seed = _draw_seed(generator)
         self.taken = 0  # images taken from the stream so far
@@ -159,7 +194,7 @@ class ImageBatches:
             pieces.append(piece)
             filled += size
             self.taken += size
-        return torch.cat(pieces)
+        return as_float_images(torch.cat(pieces))
 
     def _prepare(self, epoch: int) -> None:
         if epoch != self._epoch:

@@ -28,6 +28,8 @@ def feature_space(judge_name: str) -> str:
     else the judge's name made an identifier (`resnet50`, `places365_resnet18`)."""
     if judge_name.startswith("toy-oracle") or judge_name.split(":")[0] == "toy":
         return "oracle"
+    if judge_name.startswith("detector("):  # ganedit.judges.detector: CLIP image embeddings
+        return "clip"
     base = judge_name.split("=")[0].split(":")[0]
     return re.sub(r"[^0-9a-zA-Z]+", "_", base).strip("_").lower() or "judge"
 

@@ -18,7 +18,9 @@ Distributions of `sample` (all independent):
 
 Rendering tests each point of a grid SUPERSAMPLE times finer than the image for being inside the shape
 (analytic inside-tests, batched over images) and averages the grid down to pixels, which antialiases
-the edges. It is deterministic: the same attributes give the same image, bit for bit.
+the edges. It is deterministic: the same attributes give the same image, bit for bit. Images are 32 px
+(RESOLUTION) unless `resolution` asks for another size: the same shapes, drawn natively at that size
+(crisp at any size, not resized), with the same positions and sizes as fractions of the image.
 """
 
 import math
@@ -115,6 +117,7 @@ def sample(
     colours: Sequence[str | int] | None = None,
     backgrounds: Sequence[str | int] | None = None,
     device: torch.device | str = "cpu",
+    resolution: int = RESOLUTION,
 ) -> ToyBatch:
     """Draw `n` toy images with the distributions in the module docstring.
 
@@ -124,7 +127,21 @@ def sample(
                  drawn uniformly; None allows all of them.
     device:      where the images are rendered and returned (attributes are drawn on the CPU, so the
                  labels do not depend on the device).
+    resolution:  the images' side in pixels (the attributes do not depend on it).
     """
+    attributes = [t.to(device) for t in draw_attributes(n, generator, shapes, colours, backgrounds)]
+    return ToyBatch(render(*attributes, resolution=resolution), *attributes)
+
+
+def draw_attributes(
+    n: int,
+    generator: torch.Generator,
+    shapes: Sequence[str | int] | None = None,
+    colours: Sequence[str | int] | None = None,
+    backgrounds: Sequence[str | int] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """The attributes `sample` draws, as `render`'s arguments (shape, colour, background, size, x, y,
+    rotation; [n] tensors on the CPU), without rendering: render them in pieces to bound the memory."""
     shape = _uniform_choice(n, "shape", shapes, generator)
     colour = _uniform_choice(n, "colour", colours, generator)
     background = _uniform_choice(n, "background", backgrounds, generator)
@@ -132,8 +149,7 @@ def sample(
     x = (1 - size) * (2 * torch.rand(n, generator=generator) - 1)
     y = (1 - size) * (2 * torch.rand(n, generator=generator) - 1)
     rotation = ROTATION_MAX * (2 * torch.rand(n, generator=generator) - 1)
-    attributes = [t.to(device) for t in (shape, colour, background, size, x, y, rotation)]
-    return ToyBatch(render(*attributes), *attributes)
+    return shape, colour, background, size, x, y, rotation
 
 
 def _uniform_choice(
@@ -157,16 +173,21 @@ def render(
     x: torch.Tensor,
     y: torch.Tensor,
     rotation: torch.Tensor,
+    resolution: int = RESOLUTION,
 ) -> torch.Tensor:
-    """Draw one shape per image; every argument is a [N] tensor as in ToyBatch.
+    """Draw one shape per image; every argument but `resolution` is a [N] tensor as in ToyBatch.
 
-    Returns [N, 3, 32, 32] float32 in [-1, 1] on the arguments' device: the foreground colour where
-    the shape covers a pixel, the background elsewhere, mixed in proportion at the edges. Images are
-    drawn RENDER_CHUNK at a time, which bounds the memory of the supersampled grid.
+    Returns [N, 3, resolution, resolution] (32 px by default) float32 in [-1, 1] on the arguments'
+    device: the foreground colour where the shape covers a pixel, the background elsewhere, mixed in
+    proportion at the edges. Images are drawn RENDER_CHUNK at a time at 32 px (fewer at larger sizes, in
+    proportion to the pixels), which bounds the memory of the supersampled grid.
     """
+    if resolution < 1:
+        raise ValueError(f"resolution must be at least 1, got {resolution}")
     attributes = (shape, colour, background, size, x, y, rotation)
-    chunks = zip(*(attribute.split(RENDER_CHUNK) for attribute in attributes), strict=True)
-    return torch.cat([_render_chunk(*chunk) for chunk in chunks])
+    per_chunk = max(1, RENDER_CHUNK * RESOLUTION**2 // resolution**2)
+    chunks = zip(*(attribute.split(per_chunk) for attribute in attributes), strict=True)
+    return torch.cat([_render_chunk(*chunk, resolution) for chunk in chunks])
 
 
 def _render_chunk(
@@ -177,8 +198,9 @@ def _render_chunk(
     x: torch.Tensor,
     y: torch.Tensor,
     rotation: torch.Tensor,
+    resolution: int,
 ) -> torch.Tensor:
-    coverage = shape_coverage(shape, size, x, y, rotation)  # [N, 1, H, W] in [0, 1]
+    coverage = shape_coverage(shape, size, x, y, rotation, resolution)  # [N, 1, H, W] in [0, 1]
     device = coverage.device
     foreground = COLOUR_RGB.to(device)[colour][:, :, None, None]  # [N, 3, 1, 1]
     backdrop = BACKGROUND_RGB.to(device)[background][:, :, None, None]
@@ -187,10 +209,15 @@ def _render_chunk(
 
 
 def shape_coverage(
-    shape: torch.Tensor, size: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rotation: torch.Tensor
+    shape: torch.Tensor,
+    size: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rotation: torch.Tensor,
+    resolution: int = RESOLUTION,
 ) -> torch.Tensor:
-    """The fraction of each pixel that the shape covers, [N, 1, 32, 32] in [0, 1]."""
-    u, v = _shape_frame(size, x, y, rotation)  # [N, S*32, S*32] each
+    """The fraction of each pixel that the shape covers, [N, 1, resolution, resolution] in [0, 1]."""
+    u, v = _shape_frame(size, x, y, rotation, resolution)  # [N, S*resolution, S*resolution] each
     inside = torch.zeros_like(u, dtype=torch.bool)
     for index, inside_test in enumerate(INSIDE_TESTS):
         chosen = shape == index
@@ -200,10 +227,10 @@ def shape_coverage(
 
 
 def _shape_frame(
-    size: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rotation: torch.Tensor
+    size: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rotation: torch.Tensor, resolution: int = RESOLUTION
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each supersampled point in its shape's own frame: centred, unrotated, circumradius 1, y up."""
-    points = RESOLUTION * SUPERSAMPLE
+    points = resolution * SUPERSAMPLE
     grid = (torch.arange(points, device=size.device, dtype=torch.float32) + 0.5) / points * 2 - 1
     right = grid[None, None, :] - x[:, None, None]  # [N, 1, W]
     up = -(grid[None, :, None] - y[:, None, None])  # [N, H, 1]; image rows point down
