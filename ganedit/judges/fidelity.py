@@ -92,7 +92,9 @@ class InceptionFeatures:
                 f"{self.weights_file}: not torch-fidelity's InceptionV3 weights (no fc.weight); "
                 f"give the file {default_weights_file()[0]}"
             )
-        buffer = io.BytesIO()  # torch-fidelity loads a path with weights_only=False: give it the checked tensors
+        # safe: the buffer holds only the tensors safe_torch_load read weights-only, re-saved by us; torch-fidelity
+        # would torch.load the user's file itself with weights_only=False
+        buffer = io.BytesIO()
         torch.save(state_dict, buffer)
         buffer.seek(0)
         try:
