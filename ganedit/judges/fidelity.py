@@ -92,9 +92,8 @@ class InceptionFeatures:
                 f"{self.weights_file}: not torch-fidelity's InceptionV3 weights (no fc.weight); "
                 f"give the file {default_weights_file()[0]}"
             )
-        # safe: the buffer holds only the tensors safe_torch_load read weights-only, re-saved by us; torch-fidelity
-        # would torch.load the user's file itself with weights_only=False
-        buffer = io.BytesIO()
+        # torch-fidelity would torch.load the user's file itself, unrestricted; it gets this buffer instead
+        buffer = io.BytesIO()  # safe: only the tensors safe_torch_load read weights-only, re-saved here
         torch.save(state_dict, buffer)
         buffer.seek(0)
         try:
