@@ -137,7 +137,7 @@ def evaluate(model: str, run: EvalRun, settings: EvalSettings, against_kind, gat
     if against_kind == "images":
         from ganedit.engine.sources import load_image_folder
 
-        against = load_image_folder(run.against, resolution(G), dtype=torch.float32)
+        against = load_image_folder(run.against, resolution(G))  # uint8: only Inception reads it
         for name in standard:
             if name != "is" and len(against) < minimum_samples(name):
                 raise GaneditError(f"--against {run.against} has {len(against)} images; {name} needs at least "

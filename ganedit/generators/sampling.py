@@ -112,7 +112,9 @@ def generate(
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float NCHW to uint8 NCHW (values outside are clipped)."""
+    """[-1, 1] float NCHW to uint8 NCHW (values outside are clipped); uint8 images (a folder) as they are."""
+    if images.dtype == torch.uint8:
+        return images
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 

@@ -111,7 +111,8 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pool features [N, 2048], unbiased logits [N, 1008]), float32 on the CPU, of images in [-1, 1]."""
+        """(pool features [N, 2048], unbiased logits [N, 1008]), float32 on the CPU, of images in [-1, 1]
+        (or uint8, as a folder is held)."""
         from ganedit.generators.sampling import to_uint8
 
         pools, logits = [], []
