@@ -303,6 +303,8 @@ def read_toml(path: Path | str) -> dict:
         raise GaneditError(f"{path}: cannot read the recipe ({error.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise GaneditError(f"{path}: not valid TOML ({error})") from None
+    except RecursionError:
+        raise GaneditError(f"{path}: values nested too deeply to be a recipe; check the file") from None
 
 
 def to_toml(recipe: Mapping) -> str:

@@ -9,7 +9,16 @@ import torch
 import ganedit
 from ganedit.cli.console import stdout_console
 from ganedit.cli.gates import EditChecks
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli.main import (
+    CONTEXT,
+    add_plain_row,
+    apply_common,
+    check_room,
+    check_writable,
+    cli,
+    common_options,
+    emit_json,
+)
 from ganedit.cli.recipe import editing_command, model_output_grid, require, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.embed_tune import EmbedTuneSettings
@@ -78,7 +87,7 @@ classes are the classifier's) is replaced, one it lacks becomes a new class appe
 )
 @click.argument("model", required=False)
 @editing_command("embed-tune", EmbedTuneRun, EmbedTuneSettings, resumable=False)
-def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **options):
+def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, allow_nonfinite, **options):
     """Fine-tune BigGAN class embeddings so a classifier sees the class (repair or re-purpose a class)."""
     from ganedit.cli.console import TrainingProgress
     from ganedit.generators.formats import resolve_model_path
@@ -86,7 +95,7 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
     from ganedit.procedures import embed_tune as et
     from ganedit.store.provenance import parent_record
 
-    torch_device = apply_common(device, quiet, offline)
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     resolved = resolve("embed-tune", EmbedTuneRun, EmbedTuneSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
     classes = require(run.classes, "say which class to tune: --class NAME (repeatable), or `classes` in the recipe")
@@ -98,6 +107,7 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, **op
         raise GaneditError(
             f"{model} is a {bundle.generator.arch} model; embed-tune needs a BigGAN-deep model (class embeddings)"
         )
+    check_room(output, [bundle.generator])
     checks = EditChecks(options, torch_device, bundle.generator)
     judge = load_judges(run.judge or [default_judge(bundle)], run.labels, torch_device)
     targets = [resolve_label(judge, name) for name in classes]
@@ -171,17 +181,19 @@ Examples:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
-def apply_patch_command(patch_file, model, output, as_json, device, quiet, offline):
+def apply_patch_command(patch_file, model, output, as_json, device, quiet, offline, allow_nonfinite):
     """Apply an embed-tune patch (the tuned embeddings only) to the base model it was made from."""
     from ganedit.generators.formats import resolve_model_path
     from ganedit.procedures import embed_tune as et
     from ganedit.store.provenance import make_provenance, parent_record
 
-    apply_common(device, quiet, offline)
+    apply_common(device, quiet, offline, allow_nonfinite)
     if not patch_file.is_file():
         raise GaneditError(f"{patch_file}: no such patch file; check the path")
     model_path = resolve_model_path(model)
+    check_writable(output, inputs=[patch_file, model_path])
     bundle = ganedit.load_model(model_path)
+    check_room(output, [bundle.generator])
     generator, class_names = et.apply_patch(bundle.generator, patch_file, bundle.class_names)
     _, columns, info = et.read_patch(patch_file)
     provenance = make_provenance(

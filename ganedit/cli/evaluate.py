@@ -62,16 +62,16 @@ Exit codes: 0 ok, 1 internal error, 2 bad input, 3 a --fail-under/--fail-over ga
 @gate_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @common_options
-def eval_command(model, as_json, device, quiet, offline, fail_under, fail_over, **options):
+def eval_command(model, as_json, device, quiet, offline, allow_nonfinite, fail_under, fail_over, **options):
     """Score a model: Inception FID / KID / IS / precision-recall / density-coverage, judge accuracy and PUL,
     CLIP score, LPIPS diversity, each with its sample counts and feature space."""
-    torch_device = apply_common(device, quiet, offline)
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     run = from_mapping(EvalRun, given_options(EvalRun, options), "the command line")
     given = given_options(EvalSettings, options)
     gates = parse_gates(fail_under, fail_over)
     settings = EvalSettings(**given)
     save_stats = Path(run.save_stats) if run.save_stats else None
-    check_writable(save_stats)
+    check_writable(save_stats, inputs=[model, run.against])
     if (run.clip is None) != (run.concept is None):
         raise GaneditError("a CLIP score needs both --clip SPEC and --concept TEXT")
     if run.feature is not None and run.judge is None:

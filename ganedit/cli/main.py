@@ -42,8 +42,9 @@ import click
 import torch
 
 import ganedit
-from ganedit.cli.console import DownloadBar, quiet_third_party, stderr_console
-from ganedit.errors import GaneditError, Terminated
+from ganedit.cli.console import DownloadBar, heartbeat_seconds, quiet_third_party, stderr_console
+from ganedit.errors import GaneditError, GateMissed, Terminated
+from ganedit.settings import SEED_RANGE
 from ganedit.store import zoo
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE_MISSED, EXIT_OUT_OF_MEMORY = 0, 1, 2, 3, 4
@@ -89,7 +90,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def common_options(function):
-    """--device, --quiet and --offline, on every command."""
+    """--device, --quiet, --offline and --allow-nonfinite, on every command."""
+    function = click.option(
+        "--allow-nonfinite",
+        is_flag=True,
+        help="Load models whose weights hold NaN or infinity (to inspect them; also GANEDIT_ALLOW_NONFINITE=1).",
+    )(function)
     function = click.option(
         "--offline",
         is_flag=True,
@@ -104,21 +110,101 @@ def common_options(function):
     return function
 
 
-def apply_common(device: str, quiet: bool, offline: bool) -> torch.device:
+def apply_common(device: str, quiet: bool, offline: bool, allow_nonfinite: bool = False) -> torch.device:
     stderr_console().quiet = quiet
+    heartbeat_seconds()  # a bad GANEDIT_HEARTBEAT_S is refused before any work, whatever the command
     zoo.set_download_progress(DownloadBar)
     if quiet:
         _RUN.cleanup.enter_context(quiet_third_party())
     if offline:
         os.environ["GANEDIT_OFFLINE"] = "1"
+    if allow_nonfinite:
+        os.environ["GANEDIT_ALLOW_NONFINITE"] = "1"  # read by ganedit.load_model
     return resolve_device(device)
 
 
-def check_writable(*paths) -> None:
-    """Refuse, before any work, output paths (None = not asked for) whose folder does not exist."""
+SEED = click.IntRange(*SEED_RANGE)  # the click type of every --seed the settings dataclasses do not declare
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that refuses NaN and infinities (click.FLOAT accepts both), optionally in a range."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            self.fail(f"{number:g} must be {'above' if self.low_open else 'at least'} {self.low:g}", param, ctx)
+        if self.high is not None and number > self.high:
+            self.fail(f"{number:g} must be at most {self.high:g}", param, ctx)
+        return number
+
+
+def check_writable(*paths, inputs=()) -> None:
+    """Refuse, before any work, output paths (None = not asked for) that cannot be written: a folder that does
+    not exist or is not writable (a write probe), a path that is a folder, a path that is one of the `inputs`
+    (a model or file the command reads: writing there would destroy it), or two outputs on one path."""
+    from ganedit.store.atomic import check_output_folder
+
+    readers = {_same_file_key(path) for path in inputs if path is not None and Path(path).expanduser().exists()}
+    seen = set()
     for path in paths:
-        if path is not None and not path.parent.exists():
-            raise GaneditError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+        if path is None:
+            continue
+        path = Path(path)
+        if any(len(part.encode()) > 255 for part in path.parts):
+            raise GaneditError(f"cannot write {str(path)[:80]}...: a file or folder name longer than 255 bytes; "
+                               "give a shorter name")  # fmt: skip
+        if path.is_dir():
+            raise GaneditError(f"cannot write {path}: it is a folder; give a file name (e.g. {path / 'out'}...)")
+        check_output_folder(path.parent)
+        key = _same_file_key(path)
+        if key in readers:
+            raise GaneditError(f"cannot write {path}: it is an input of this command; give another output file")
+        if key in seen:
+            raise GaneditError(f"{path} is given for two outputs; give each its own file")
+        seen.add(key)
+
+
+def check_room(path: Path | None, modules, what: str = "the model", copies: float = 1.0) -> None:
+    """Refuse, before the work, to start a run whose output `path` (a model holding `modules`' tensors, float32,
+    times `copies`) will not fit on its disk. None: nothing to check."""
+    from ganedit.store.atomic import check_free_space
+
+    if path is None:
+        return
+    tensors = [t for module in modules if module is not None for t in module.state_dict().values()]
+    needed = int(copies * sum(4 * t.numel() if t.is_floating_point() else t.numel() * t.element_size()
+                             for t in tensors))  # fmt: skip
+    check_free_space(path, needed, what)
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """An output folder (`option` names it): an existing one must be writable, a new one creatable (its nearest
+    existing parent a writable folder). Checked before any work."""
+    from ganedit.store.atomic import check_output_folder
+
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise GaneditError(f"{option} {folder}: {existing} is a file, not a folder; give a folder")
+    check_output_folder(existing)
+
+
+def _same_file_key(path):
+    """A key equal for two paths naming one file: its device and inode where it exists (symlinks and hard
+    links included), else its resolved path."""
+    path = Path(path).expanduser()
+    if path.exists():
+        status = path.stat()
+        return (status.st_dev, status.st_ino)
+    return str(path.resolve())
 
 
 def add_plain_row(table, *cells: object) -> None:
@@ -224,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: list[str]) -> int:
+    from ganedit.store.atomic import output_journal
+
     try:
-        cli.main(args=args, prog_name="ganedit", standalone_mode=False)
+        with output_journal(keep_on=(GateMissed,)):  # a failed command's outputs are removed again
+            cli.main(args=args, prog_name="ganedit", standalone_mode=False)
         return EXIT_OK
     except GaneditError as error:
         _error(str(error))
@@ -246,17 +335,28 @@ def _run(args: list[str]) -> int:
     except torch.OutOfMemoryError as error:
         _error(_out_of_memory_message(error))
         return EXIT_OUT_OF_MEMORY
+    except OSError as error:  # the machine's: no space, read-only, permission (else a bug, below)
+        from ganedit.store.atomic import machine_error
+
+        machine = machine_error(error)
+        if machine is None:
+            return _internal_error(error)
+        _error(str(machine))
+        return EXIT_BAD_INPUT
     except Exception as error:  # anything else is ganedit's bug, not the user's
         if isinstance(error, RuntimeError) and "out of memory" in str(error) and "CUDA" in str(error):
             _error(_out_of_memory_message(error))  # some CUDA libraries report it as a plain RuntimeError
             return EXIT_OUT_OF_MEMORY
-        if os.environ.get("GANEDIT_DEBUG") == "1":
-            raise
-        _error(
-            f"internal error: {type(error).__name__}: {error} "
-            "(rerun with GANEDIT_DEBUG=1 for the traceback and report it)"
-        )
-        return EXIT_INTERNAL
+        return _internal_error(error)
+
+
+def _internal_error(error: Exception) -> int:
+    if os.environ.get("GANEDIT_DEBUG") == "1":
+        raise error
+    _error(
+        f"internal error: {type(error).__name__}: {error} (rerun with GANEDIT_DEBUG=1 for the traceback and report it)"
+    )
+    return EXIT_INTERNAL
 
 
 def _interrupt_message(what: str) -> str:
@@ -327,7 +427,9 @@ def _stdout_to_stderr(active: bool):
 
 
 def _error(message: str) -> None:
-    click.echo(f"ganedit: error: {message}", err=True)
+    """The one line of every error: a message that carries a library's multi-line text is joined onto one."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    click.echo(f"ganedit: error: {line}", err=True)
 
 
 def run() -> None:

@@ -9,11 +9,22 @@ import torch
 import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.gates import EditChecks
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_writable, cli, emit_json, resume_file
+from ganedit.cli.main import (
+    CONTEXT,
+    add_plain_row,
+    apply_common,
+    check_room,
+    check_writable,
+    check_writable_folder,
+    cli,
+    emit_json,
+    resume_file,
+)
 from ganedit.cli.recipe import editing_command, require, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.merge import MergeSettings
 from ganedit.settings import setting
+from ganedit.store.atomic import make_folder
 
 
 @dataclass
@@ -72,9 +83,9 @@ The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-
 @click.argument("models", nargs=-1)
 @editing_command("merge", MergeRun, MergeSettings)
 @click.option("--dry-run", is_flag=True, help="Only validate, and print the plan.")
-def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, offline, **options):
+def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, offline, allow_nonfinite, **options):
     """Merge N StyleGAN2 generators into one class-conditional model: GAN Cocktail."""
-    torch_device = apply_common(device, quiet, offline)
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     options = {**options, "models": list(models)}
     resolved = resolve("merge", MergeRun, MergeSettings, options, recipe_file, model_key="models")
     run, settings = resolved.run, resolved.settings
@@ -85,7 +96,14 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
     if output is None and not dry_run:
         require(None, "say where to write the merged model: -o FILE (or `output` in the recipe)")
     grid = Path(run.grid) if run.grid else None
-    check_writable(output, grid)
+    check_writable(output, grid, inputs=[*model_names, *run.rooted])
+    if not dry_run:
+        from ganedit.store.lock import output_lock
+
+        checkpoint = resume_file(output.with_name(output.name + ".resume"))
+        click.get_current_context().with_resource(output_lock(output))  # one run per output, until the command ends
+    if run.keep_rooted:
+        check_writable_folder(Path(run.keep_rooted), "--keep-rooted")
 
     from ganedit.cli.console import TrainingProgress
     from ganedit.generators.formats import resolve_model_path
@@ -94,6 +112,8 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
 
     paths = [resolve_model_path(m) for m in model_names]
     bundles = [ganedit.load_model(path, device=torch_device) for path in paths]
+    if not dry_run:
+        check_room(output, [bundles[0].generator, bundles[0].discriminator], "the merged model")
     class_names = run.names or [_display_name(m) for m in model_names]
     if len(class_names) != len(model_names):
         raise GaneditError(f"{len(class_names)} names for {len(model_names)} models; give one name per model")
@@ -135,7 +155,6 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
         raise GaneditError(f"--keep-rooted {keep} is a file; give a folder")
     judge = _judge(run.judge, torch_device)
     checks = EditChecks(options, torch_device, parents[0].generator)
-    checkpoint = resume_file(output.with_name(output.name + ".resume"))
     with TrainingProgress(quiet=quiet) as progress:
         result = mg.merge(
             parents, settings, rooted=rooted_models, checkpoint=checkpoint, checkpoint_every=run.checkpoint_every,
@@ -147,7 +166,7 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
     resolved_config = {"models": model_names, "names": class_names, "parent_classes": sources, **vars(settings)}
     parameters = {"config": resolved_config}
     if keep is not None and rooted_models is None and settings.rooting:
-        keep.mkdir(parents=True, exist_ok=True)
+        make_folder(keep)
         for j, pair in enumerate(result.rooted):
             if pair is not None:
                 provenance = make_provenance(

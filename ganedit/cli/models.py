@@ -9,7 +9,19 @@ import torch
 
 import ganedit
 from ganedit.cli.console import DownloadBar, quiet_third_party, stderr_console, stdout_console
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, common_options, emit_json
+from ganedit.cli.main import (
+    CONTEXT,
+    SEED,
+    FiniteFloat,
+    add_plain_row,
+    apply_common,
+    check_room,
+    check_writable,
+    check_writable_folder,
+    cli,
+    common_options,
+    emit_json,
+)
 from ganedit.errors import GaneditError
 from ganedit.generators import sampling
 from ganedit.generators.registry import config_dict
@@ -59,9 +71,9 @@ Examples:
     help="Print the recipe the model was made with, as TOML (run it again with `ganedit COMMAND --recipe FILE`).",
 )  # fmt: skip
 @common_options
-def info(model, as_json, as_recipe, device, quiet, offline):
+def info(model, as_json, as_recipe, device, quiet, offline, allow_nonfinite):
     """Show a model's format, architecture, config, size, classes and provenance."""
-    apply_common(device, quiet, offline)
+    apply_common(device, quiet, offline, allow_nonfinite)
     report = describe(ganedit.load_model(model))
     if as_recipe:
         recipe = report["metadata"].get("provenance", {}).get("recipe")
@@ -126,13 +138,13 @@ Examples:
     help="Samples per class (unconditional: in all).",
 )
 @click.option(
-    "--seed", default=0, show_default=True, type=int, help="Same seed, same latents and images, on any device."
+    "--seed", default=0, show_default=True, type=SEED, help="Same seed, same latents and images, on any device."
 )
 @click.option(
     "--truncation",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteFloat(0, 1, low_open=True),
     help="BigGAN truncation t / StyleGAN2 psi.",
 )
 @click.option(
@@ -146,13 +158,16 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
 def sample(model, classes, count, seed, truncation, output, out_dir, batch_size, showing, judge_spec, as_json, device,
-           quiet, offline):  # fmt: skip
+           quiet, offline, allow_nonfinite):  # fmt: skip
     """Generate images from a model with a fixed seed."""
     if output is None and out_dir is None:
         raise click.UsageError("say where to write: -o grid.png and/or --out-dir DIR")
     if (showing is None) != (judge_spec is None):
         raise click.UsageError("--showing LABEL and --judge SPEC go together")
-    torch_device = apply_common(device, quiet, offline)
+    check_writable(output, inputs=[model])
+    if out_dir is not None:
+        check_writable_folder(out_dir, "--out-dir")
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     bundle = ganedit.load_model(model, device=torch_device)
     generator = bundle.generator
     total_classes = sampling.num_classes(generator)
@@ -227,14 +242,16 @@ Examples:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
-def convert(model, output, as_json, device, quiet, offline):
+def convert(model, output, as_json, device, quiet, offline, allow_nonfinite):
     """Convert any supported checkpoint to ganedit's own format (safetensors with provenance)."""
     from ganedit.generators.formats import resolve_model_path
     from ganedit.store.provenance import make_provenance, parent_record
 
-    apply_common(device, quiet, offline)
+    apply_common(device, quiet, offline, allow_nonfinite)
     path = resolve_model_path(model)
+    check_writable(output, inputs=[path])
     bundle = ganedit.load_model(path)
+    check_room(output, [bundle.generator, bundle.discriminator])
     provenance = make_provenance("convert", {"source_format": bundle.format}, [parent_record(str(model), path)])
     ganedit.save_checkpoint(
         output, bundle.generator, bundle.discriminator, bundle.class_names, provenance, extra=bundle.metadata

@@ -131,12 +131,13 @@ def require(value, message: str):
     return value
 
 
-def model_output_grid(run) -> tuple[str, Path, Path | None]:
-    """A single-model run's MODEL, -o OUTPUT and --grid, each required where it must be, folders checked."""
+def model_output_grid(run, inputs=()) -> tuple[str, Path, Path | None]:
+    """A single-model run's MODEL, -o OUTPUT and --grid, each required where it must be, checked writable (and
+    neither the model nor one of the other `inputs`)."""
     from ganedit.cli.main import check_writable
 
     model = require(run.model, "give MODEL (a path or zoo name) or `model` in the recipe")
     output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
     grid = Path(run.grid) if run.grid else None
-    check_writable(output, grid)
+    check_writable(output, grid, inputs=[model, *inputs])
     return model, output, grid

@@ -10,7 +10,7 @@ import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.gates import EditChecks, distance_rows
 from ganedit.cli.judging import judge_for, save_feature_grid
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json, resume_file
+from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_room, cli, emit_json, resume_file
 from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.text_unlearn import TextUnlearnSettings
@@ -69,7 +69,7 @@ Ctrl-C; --resume continues it.""",
 )
 @click.argument("model", required=False)
 @editing_command("text-unlearn", TextUnlearnRun, TextUnlearnSettings)
-def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline, **options):
+def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline, allow_nonfinite, **options):
     """Remove a concept named in words from a StyleGAN2, guided by CLIP: Text-to-Unlearn."""
     from ganedit.cli.console import TrainingProgress
     from ganedit.engine.sources import load_image_folder
@@ -79,10 +79,14 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     from ganedit.procedures import text_unlearn as tu
     from ganedit.store.provenance import make_provenance, parent_record
 
-    torch_device = apply_common(device, quiet, offline)
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     resolved = resolve("text-unlearn", TextUnlearnRun, TextUnlearnSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
     model, output, grid = model_output_grid(run)
+    from ganedit.store.lock import output_lock
+
+    checkpoint = resume_file(output.with_name(output.name + ".resume"))
+    click.get_current_context().with_resource(output_lock(output))  # one run per output, until the command ends
     clip_specs = run.clip or [DEFAULT_CLIP]
     settings.validate(len(clip_specs))
     if (run.concept_images is None) != (run.neutral_images is None):
@@ -91,6 +95,7 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
     G = bundle.generator
+    check_room(output, [G])
     if G.arch != "stylegan2-generator":
         raise GaneditError(f"{model} is a {G.arch} model; text-unlearn works on StyleGAN2 generators (rosinality "
                            ".pt, NVIDIA .pkl, ganedit files); for BigGAN, see embed-tune")  # fmt: skip
@@ -119,7 +124,6 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
         raise GaneditError("--judge needs --feature: the judge's label for the concept")
     checks = EditChecks(options, torch_device, G)
 
-    checkpoint = resume_file(output.with_name(output.name + ".resume"))
     with TrainingProgress(quiet=quiet) as progress:
         result = tu.text_unlearn(G, clips, settings, direction_images=direction_images, perceptual=perceptual,
                                  checkpoint=checkpoint, checkpoint_every=run.checkpoint_every, resume=resume,

@@ -6,7 +6,7 @@ import click
 import torch
 
 from ganedit.cli.console import stderr_console, stdout_console
-from ganedit.cli.main import CONTEXT, apply_common, cli, common_options, emit_json
+from ganedit.cli.main import CONTEXT, SEED, apply_common, check_writable_folder, cli, common_options, emit_json
 from ganedit.errors import GaneditError
 
 MAX_RENDER = 100_000  # images one command renders
@@ -68,7 +68,7 @@ not resized; default the toy world's 32 px).""",
     "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write the PNGs into (created if missing; must be empty unless --overwrite).",
 )  # fmt: skip
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed and options, same images.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Same seed and options, same images.")
 @click.option(
     "--resolution", default=None, type=click.IntRange(8, 1024), metavar="PX",
     help="Image side in pixels.  [default: the toy world's, 32]",
@@ -79,13 +79,14 @@ not resized; default the toy world's 32 px).""",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @common_options
-def render(shapes, colours, backgrounds, count, out_dir, seed, resolution, overwrite, as_json, device, quiet, offline):
+def render(shapes, colours, backgrounds, count, out_dir, seed, resolution, overwrite, as_json, device, quiet, offline,
+           allow_nonfinite):  # fmt: skip
     """Render toy-world images into a folder of PNGs (a folder of negatives in one command)."""
     from ganedit.engine.sources import _is_image_name
     from ganedit.generators.sampling import save_each
     from ganedit.toy import world
 
-    torch_device = apply_common(device, quiet, offline)
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     allowed = {
         "shape": _names("shape", shapes),
         "colour": _names("colour", colours),
@@ -98,6 +99,7 @@ def render(shapes, colours, backgrounds, count, out_dir, seed, resolution, overw
         raise GaneditError(
             f"--out-dir {out_dir} is not empty; give an empty or new folder, or --overwrite to write into it"
         )
+    check_writable_folder(out_dir, "--out-dir")
     before = {path.name for path in out_dir.iterdir()} if out_dir.exists() else set()
 
     attributes = world.draw_attributes(

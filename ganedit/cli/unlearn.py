@@ -10,11 +10,21 @@ import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.gates import EditChecks, distance_rows
 from ganedit.cli.judging import judge_for, save_feature_grid
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, cli, emit_json, resume_file
+from ganedit.cli.main import (
+    CONTEXT,
+    add_plain_row,
+    apply_common,
+    check_room,
+    check_writable_folder,
+    cli,
+    emit_json,
+    resume_file,
+)
 from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.procedures.unlearn import UnlearnSettings
 from ganedit.settings import setting
+from ganedit.store.atomic import make_folder
 
 DOMAIN_GAP_WARNING = 1.5  # the folder's nearest-sample distance over the samples' own (ganedit.judges.detector)
 
@@ -77,7 +87,7 @@ made with. The run checkpoints to OUTPUT.resume every --checkpoint-every steps a
 )
 @click.argument("model", required=False)
 @editing_command("unlearn", UnlearnRun, UnlearnSettings)
-def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline, **options):
+def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline, allow_nonfinite, **options):
     """Remove a feature (a class, an attribute) from a StyleGAN2: Adapt-then-Unlearn."""
     from ganedit.cli.console import TrainingProgress
     from ganedit.engine.sources import load_image_folder
@@ -85,14 +95,20 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     from ganedit.procedures import unlearn as ul
     from ganedit.store.provenance import make_provenance, parent_record
 
-    torch_device = apply_common(device, quiet, offline)
+    torch_device = apply_common(device, quiet, offline, allow_nonfinite)
     resolved = resolve("unlearn", UnlearnRun, UnlearnSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
-    model, output, grid = model_output_grid(run)
+    model, output, grid = model_output_grid(run, inputs=run.adapted)
+    from ganedit.store.lock import output_lock
+
+    checkpoint = resume_file(output.with_name(output.name + ".resume"))
+    click.get_current_context().with_resource(output_lock(output))  # one run per output, until the command ends
     negatives, positives = (Path(p) if p else None for p in (run.negatives, run.positives))
     feature, judge_spec, labels, seed = run.feature, run.judge, run.labels, settings.seed
     adapted_files = [Path(p) for p in run.adapted]
     keep_adapted = Path(run.keep_adapted) if run.keep_adapted else None
+    if keep_adapted is not None:
+        check_writable_folder(keep_adapted, "--keep-adapted")
     method = settings.method
     model_path = resolve_model_path(model)
     bundle = ganedit.load_model(model_path, device=torch_device)
@@ -107,6 +123,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         )
     if negatives is None and feature is None and not adapted_files:
         raise GaneditError("say what must go: --negatives DIR, or --feature LABEL (negatives mined with the judge)")
+    check_room(output, [G, D])
     checks = EditChecks(options, torch_device, G)
 
     judge, feature_index, detector = None, None, None
@@ -134,7 +151,6 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     if keep_adapted is not None and keep_adapted.exists() and not keep_adapted.is_dir():
         raise GaneditError(f"--keep-adapted {keep_adapted} is a file; give a folder")
 
-    checkpoint = resume_file(output.with_name(output.name + ".resume"))
     is_negative = (lambda images: judge(images).argmax(dim=1) == feature_index) if judge is not None else None
     if detector is not None:
         is_negative = detector.may_show
@@ -157,7 +173,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         "detector": detector.state() if detector is not None else None,
     }
     if keep_adapted is not None and adapted is None:
-        keep_adapted.mkdir(parents=True, exist_ok=True)
+        make_folder(keep_adapted)
         for k, vector in enumerate(result.adapted):
             model_k = ul.model_from_flat(G, vector)
             provenance = make_provenance("unlearn-adapt", {**parameters, "adapted_index": k}, parents, seed)

@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import json
 import math
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,13 +30,14 @@ import torch.nn.functional as F
 
 from ganedit.errors import GaneditError
 from ganedit.generators.ops import autocast, freeze
-from ganedit.generators.registry import config_dict
+from ganedit.generators.registry import config_dict, load_exact_state
 from ganedit.generators.sampling import seeded_noise
 from ganedit.generators.stylegan2 import NOISE_MODES
-from ganedit.store.atomic import atomic_write
+from ganedit.store.state_file import read_state_file, state_mismatch, write_state_file
 
 STATE_FORMAT = "ganedit.adversarial-training-state"
 STATE_VERSION = 1
+STATE_FILE_VERSION = 2  # of the files save_state writes: 2 is sealed with a sha256 (ganedit.store.state_file)
 AUTOCAST_DTYPES = ("bfloat16",)
 
 
@@ -358,12 +358,16 @@ class Trainer:
     def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
         """Continue from `state_dict()`'s state, which must be for the same settings and architectures.
 
-        `source` names where the state came from in error messages.
+        `source` names where the state came from in error messages. Every part is checked before it is
+        used (networks, optimisers, counters, random-number states): a state that does not fit is a
+        one-line GaneditError, never a failure later in training.
         """
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise GaneditError(f"{source}: not a ganedit training state (written by Trainer.save_state)")
-        if state["version"] != STATE_VERSION:
-            raise GaneditError(f"{source}: training state version {state['version']} is not supported; upgrade ganedit")
+        if state.get("version") != STATE_VERSION:
+            raise GaneditError(
+                f"{source}: training state version {state.get('version')!r} is not supported; upgrade ganedit"
+            )
         saved = {key: state.get(key) for key in ("config", "generator", "discriminator")}
         differences = _differences(self._run_identity(), saved)
         if differences:
@@ -371,40 +375,91 @@ class Trainer:
                 f"resume file from a different run: {source} has {'; '.join(differences[:3])}; "
                 "resume with the same settings and models, or start a new run"
             )
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        self.step = state["step"]
-        self.pl_mean = state["pl_mean"].to(self.device)
-        self.rng.set_state(state["rng"])
+        step, pl_mean = state.get("step"), state.get("pl_mean")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise state_mismatch(source, f"its step {step!r} is not a step count")
+        if not isinstance(pl_mean, torch.Tensor) or pl_mean.shape != () or pl_mean.dtype != self.pl_mean.dtype:
+            raise state_mismatch(source, "its running path length is not a float32 scalar")
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            load_module_state(module, state.get(name), f"{source} ({name})")
+        load_optimizer_state(self.opt_G, state.get("opt_G"), f"{source} (opt_G)")
+        load_optimizer_state(self.opt_D, state.get("opt_D"), f"{source} (opt_D)")
+        self.step = step
+        self.pl_mean = pl_mean.to(self.device)
+        set_rng_state(self.rng, state.get("rng"), source)
         if self.world_size > 1:  # each process continues its own stream
-            if len(state.get("rng_per_rank", [])) != self.world_size:
+            per_rank = state.get("rng_per_rank", [])
+            if not isinstance(per_rank, list) or len(per_rank) != self.world_size:
+                count = len(per_rank) if isinstance(per_rank, list) else 0
                 raise GaneditError(
-                    f"{source} was saved by {len(state.get('rng_per_rank', [])) or 1} process(es); resume it with "
-                    f"as many, not {self.world_size}"
+                    f"{source} was saved by {count or 1} process(es); resume it with as many, not {self.world_size}"
                 )
-            self.rng.set_state(state["rng_per_rank"][self.rank])
+            set_rng_state(self.rng, per_rank[self.rank], source)
 
     def save_state(self, path: Path | str) -> Path:
-        """Write `state_dict()` to `path`, atomically."""
-        state = self.state_dict()
-        return atomic_write(path, lambda temporary: torch.save(state, temporary))
+        """Write `state_dict()` to `path`, atomically, sealed with its sha256 (ganedit.store.state_file)."""
+        return write_state_file(path, STATE_FORMAT, STATE_FILE_VERSION, self.state_dict())
 
     def load_state(self, path: Path | str) -> None:
         """Resume from a file written by `save_state` for the same settings and architectures."""
-        self.load_state_dict(read_state_file(path), str(path))
+        state = read_state_file(path, STATE_FORMAT, STATE_FILE_VERSION, "training state file", "save it again")
+        self.load_state_dict(state, str(path))
 
 
-def read_state_file(path: Path | str) -> dict:
-    """A resume file written with torch.save, read weights-only; one-line errors for unreadable files."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume") from None
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise GaneditError(f"{path}: not a readable training state ({error}); it may be truncated") from None
+# ---------------------------------------------------------------------------------------------------
+# Loading saved states, checked: a state that does not fit is a one-line error naming its source
+
+
+def load_module_state(module: torch.nn.Module, state, source: str) -> None:
+    """Fill `module` from a saved state_dict(): tensors only, every key, shape and dtype the module's."""
+    if not isinstance(state, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise state_mismatch(source, "not a dict of tensors")
+    expected = module.state_dict()
+    retyped = [f"{key} {v.dtype}" for key, v in state.items() if key in expected and v.dtype != expected[key].dtype]
+    if retyped:
+        raise state_mismatch(source, f"tensors of another dtype: {', '.join(retyped[:3])}")
+    load_exact_state(module, state, source, hint="delete it and start again without --resume")
+
+
+def load_optimizer_state(optimiser: torch.optim.Optimizer, state, source: str) -> None:
+    """Load an optimiser's saved state_dict() after checking that it is one for these parameters: the same
+    groups and settings, and per-parameter tensors shaped as their parameters (torch checks only counts)."""
+    groups = optimiser.param_groups
+    saved_groups = state.get("param_groups") if isinstance(state, dict) else None
+    if not isinstance(saved_groups, list) or not isinstance(state.get("state"), dict):
+        raise state_mismatch(source, "not an optimiser state")
+    sizes = [len(saved["params"]) if isinstance(saved, dict) and isinstance(saved.get("params"), list) else None
+             for saved in saved_groups]  # fmt: skip
+    if sizes != [len(mine["params"]) for mine in groups]:
+        raise state_mismatch(source, "its parameter groups are not this optimiser's")
+    for saved, mine in zip(saved_groups, groups, strict=True):
+        changed = [key for key in mine if key != "params" and (key not in saved or saved[key] != mine[key])]
+        if changed:
+            key = changed[0]
+            raise state_mismatch(source, f"its {key} is {saved.get(key)!r}, this run's {mine[key]!r}")
+    shapes = {
+        index: parameter.shape
+        for saved, mine in zip(saved_groups, groups, strict=True)
+        for index, parameter in zip(saved["params"], mine["params"], strict=True)
+    }
+    for index, per_parameter in state["state"].items():
+        if index not in shapes or not isinstance(per_parameter, dict):
+            raise state_mismatch(source, f"it holds state for an unknown parameter {index!r}")
+        for key, value in per_parameter.items():
+            wanted = () if key == "step" else shapes[index]
+            if not isinstance(value, torch.Tensor) or value.shape != wanted:
+                shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise state_mismatch(source, f"{key} of parameter {index} is {shape}, not {list(wanted)}")
+    optimiser.load_state_dict(state)
+
+
+def set_rng_state(generator: torch.Generator, state, source: str) -> None:
+    """Restore a torch.Generator from a saved get_state(), refusing anything that is not one."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.shape != generator.get_state().shape:
+        raise state_mismatch(source, "its random-number state is not one of this generator")
+    generator.set_state(state)
 
 
 def _distributed_rank_and_size() -> tuple[int, int]:

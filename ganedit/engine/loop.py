@@ -107,51 +107,65 @@ def run_steps(
 
 
 # ---------------------------------------------------------------------------------------------------
-# Resume files of multi-stage procedures (unlearn, merge)
+# Resume files of the procedures (unlearn, merge, text-unlearn)
+
+RESUME_VERSION = 2  # 2: sealed with a sha256 (ganedit.store.state_file); 1 was a plain torch.save file
+RESUME_ADVICE = "delete it and start again without --resume"
 
 
 def write_resume(path, format_name: str, identity: str, stage: tuple, trainer, source, **payload) -> None:
-    """Atomically write a procedure's resume state: its stage, the trainer and data source, anything else."""
-    from ganedit.store.atomic import atomic_write
+    """Atomically write a procedure's resume state, sealed with its sha256: its stage, the trainer and data
+    source, anything else. A file that cannot be written (no space, a read-only folder) stops the run with
+    a one-line error saying so."""
+    from ganedit.store.atomic import OutputError
+    from ganedit.store.state_file import write_state_file
 
     state = {
-        "format": format_name,
-        "version": 1,
         "identity": identity,
         "stage": list(stage),
         "trainer": trainer.state_dict() if trainer is not None else None,
         "source": source.state_dict() if source is not None else None,
         **payload,
     }
-    atomic_write(path, lambda temporary: torch.save(state, temporary))
+    try:
+        write_state_file(path, format_name, RESUME_VERSION, state)
+    except OutputError as error:
+        raise OutputError(f"could not save the run to resume it later, so it stopped: {error}") from None
 
 
 def read_resume(path, format_name: str, identity: str, command: str) -> dict:
-    """The state `write_resume` wrote at `path`; a missing file, another format or another run is refused."""
+    """The state `write_resume` wrote at `path`; a missing, damaged or older file, another format or another
+    run is refused in one line. The caller checks the parts it uses (`check_stage`, the loaders' checks)."""
     from pathlib import Path
 
-    from ganedit.engine.adversarial import read_state_file
     from ganedit.errors import GaneditError
+    from ganedit.store.state_file import read_state_file, state_mismatch
 
     if path is None:
         raise GaneditError("--resume needs the checkpoint file of the interrupted run")
     path = Path(path)
     if not path.exists():
         raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume")
-    state = read_state_file(path)
-    if not isinstance(state, dict) or state.get("format") != format_name:
-        raise GaneditError(
-            f"{path}: not a {command} resume file; give the file an interrupted `ganedit {command}` wrote"
-        )
-    if state.get("version") != 1:
-        raise GaneditError(f"{path}: resume file version {state.get('version')} is not supported; upgrade ganedit")
+    state = read_state_file(path, format_name, RESUME_VERSION, f"resume file of `ganedit {command}`", RESUME_ADVICE)
     if state.get("identity") != identity:
         raise GaneditError(
             f"resume file from a different run: {path} was written for other models, images or settings; "
             "resume with exactly the same command, or start a new run"
         )
+    missing = [key for key in ("stage", "trainer", "source") if key not in state]
+    if missing or not isinstance(state["stage"], list):
+        raise state_mismatch(str(path), f"no {', '.join(missing)}" if missing else "its stage is not a list")
     state["stage"] = tuple(state["stage"])
     return state
+
+
+def check_stage(path, stage: tuple, stages: dict[str, int]) -> None:
+    """Refuse a resume file's stage unless it is (name, index) with index < stages[name]."""
+    from ganedit.store.state_file import state_mismatch
+
+    name, index = stage if len(stage) == 2 else (None, None)
+    if name not in stages or not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < stages[name]:
+        raise state_mismatch(str(path), f"its stage {list(stage)!r} is not one of this run's")
 
 
 IDENTITY_CHUNK = 64  # uint8 images converted at once by run_identity

@@ -23,6 +23,7 @@ from torch import nn
 from ganedit.errors import GaneditError
 from ganedit.generators.sampling import num_classes, seeded_noise
 from ganedit.generators.stylegan2 import NOISE_MODES
+from ganedit.store.state_file import state_mismatch
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_IMAGE_SIDE = 8  # px: smaller images carry too little to learn from, and are most likely a mistake
@@ -206,15 +207,17 @@ class ImageBatches:
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "taken": self.taken, "count": len(self.images), "batch_size": self.batch_size}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from `state_dict()`'s state; the images and batch size must be those it was saved with."""
-        saved, current = (state["count"], state["batch_size"]), (len(self.images), self.batch_size)
+    def load_state_dict(self, state: dict[str, int], source: str = "the resume state") -> None:
+        """Continue from `state_dict()`'s state; the images and batch size must be those it was saved with.
+        `source` names where the state came from in error messages."""
+        counters = _counters(state, ("seed", "taken", "count", "batch_size"), source)
+        saved, current = (counters["count"], counters["batch_size"]), (len(self.images), self.batch_size)
         if saved != current:
             raise GaneditError(
                 f"resume state is for {saved[0]} images in batches of {saved[1]}, this run has {current[0]} "
                 f"in batches of {current[1]}; resume with the same images and batch size, or start a new run"
             )
-        self.seed, self.taken = int(state["seed"]), int(state["taken"])
+        self.seed, self.taken = counters["seed"], counters["taken"]
         self._epoch = -1
 
 
@@ -331,8 +334,10 @@ class GeneratedImages:
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "batches": self.batches}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed, self.batches = int(state["seed"]), int(state["batches"])
+    def load_state_dict(self, state: dict[str, int], source: str = "the resume state") -> None:
+        """Continue from `state_dict()`'s state; `source` names where it came from in error messages."""
+        counters = _counters(state, ("seed", "batches"), source)
+        self.seed, self.batches = counters["seed"], counters["batches"]
 
 
 def _checked_proportions(proportions: list[float] | None, count: int) -> torch.Tensor:
@@ -348,8 +353,22 @@ def _checked_proportions(proportions: list[float] | None, count: int) -> torch.T
     return values / values.sum()
 
 
+SEED_LIMIT = 2**62  # seeds are drawn below it, so that seed + counter stays a valid torch seed
+
+
 def _draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(2**62, [], generator=generator))
+    return int(torch.randint(SEED_LIMIT, [], generator=generator))
+
+
+def _counters(state, keys: tuple[str, ...], source: str) -> dict[str, int]:
+    """The integers `keys` of a saved source state, each in [0, SEED_LIMIT), or a one-line error naming `source`."""
+    if not isinstance(state, dict):
+        raise state_mismatch(source, "its data source state is not a dict")
+    for key in keys:
+        value = state.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+            raise state_mismatch(source, f"its data source {key} {value!r} is not a count")
+    return {key: state[key] for key in keys}
 
 
 def _seeded(seed: int) -> torch.Generator:

@@ -300,6 +300,9 @@ class Generator(nn.Module):
         return torch.tanh(rgb)  # [B, 3, H, W]
 
 
+MAX_LAYERS = 64  # the most blocks a config may ask for (published models: 12 to 16)
+
+
 def _validate_config(config: "BigGANDeep.Config") -> str | None:
     """What is wrong with a config, or None."""
     for name in ("z_dim", "class_embed_dim", "channel_width", "num_classes", "n_stats", "output_dim"):
@@ -308,10 +311,12 @@ def _validate_config(config: "BigGANDeep.Config") -> str | None:
             return f"{name} must be a positive integer, got {value!r}"
     if config.n_stats < 2:
         return f"n_stats must be at least 2, got {config.n_stats}"
-    if isinstance(config.eps, bool) or not isinstance(config.eps, (int, float)) or not config.eps > 0:
+    if isinstance(config.eps, bool) or not isinstance(config.eps, (int, float)) or not 0 < config.eps < math.inf:
         return f"eps must be a positive number, got {config.eps!r}"
-    if not isinstance(config.layers, (list, tuple)) or not config.layers:
-        return f"layers must be a non-empty list of [upsample, in_mult, out_mult], got {config.layers!r}"
+    if not isinstance(config.layers, (list, tuple)) or not 1 <= len(config.layers) <= MAX_LAYERS:
+        shown = repr(config.layers)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return f"layers must be a list of 1 to {MAX_LAYERS} [upsample, in_mult, out_mult], got {shown}"
     for index, layer in enumerate(config.layers):
         if (
             not isinstance(layer, (list, tuple))
@@ -392,6 +397,19 @@ class BigGANDeep(nn.Module):
                 raise CheckpointFormatError(
                     f"{source}: {error}; use the config.json published with the model"
                 ) from None
+
+    @staticmethod
+    def least_elements(config: Config) -> int:
+        """A lower bound of the elements of the module's tensors (embeddings, convolution and batch-norm
+        weights and statistics), from the config alone: what building it allocates at least
+        (ganedit.generators.registry)."""
+        width, condition, stats = config.channel_width, 2 * config.z_dim, 2 * config.n_stats
+        total = config.num_classes * config.z_dim + condition * 16 * width * config.layers[0][1]
+        for _, in_mult, out_mult in config.layers:
+            into, middle, out = width * in_mult, width * in_mult // 4, width * out_mult
+            total += into * middle + 18 * middle * middle + middle * out  # conv_0 .. conv_3
+            total += (into + 3 * middle) * (stats + 2 * condition)  # bn_0 .. bn_3
+        return total + width * (stats + 9 * width)  # bn, conv_to_rgb
 
     def __init__(self, config: Config):
         super().__init__()

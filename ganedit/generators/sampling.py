@@ -127,7 +127,10 @@ def save_grid(images: torch.Tensor, path: Path, columns: int) -> None:
 
 
 def save_each(images: torch.Tensor, folder: Path, names: list[str]) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """One PNG per image, `folder/NAME.png`, each written atomically (the folder made if needed)."""
+    from ganedit.store.atomic import make_folder
+
+    make_folder(folder)
     paths = []
     for image, name in zip(to_uint8(images), names, strict=True):
         paths.append(folder / f"{name}.png")

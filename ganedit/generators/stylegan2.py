@@ -50,14 +50,54 @@ def block_resolutions(img_resolution: int) -> list[int]:
     return [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
 
 
-def _check_resolution_and_channels(img_resolution: int, channels: list[int]) -> None:
-    if img_resolution < 4 or img_resolution & (img_resolution - 1):
-        raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-    if len(channels) != len(block_resolutions(img_resolution)):
-        raise ValueError(
-            f"channels must list one width per resolution 4..{img_resolution} "
-            f"({len(block_resolutions(img_resolution))} values), got {len(channels)}: {channels}"
+MAX_RESOLUTION = 2**14  # the largest img_resolution a config may ask for (published models: 1024)
+MAX_MAPPING_LAYERS = 64  # the deepest mapping MLP a config may ask for (published models: 2 to 8)
+MAX_FILTER_TAPS = 16  # the longest 1-D FIR filter a config may ask for (published models: 4)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _shared_problem(config) -> str | None:
+    """What is wrong with the fields both StyleGAN2 configs have, or None."""
+    resolution = config.img_resolution
+    if not _positive_int(resolution) or resolution < 4 or resolution & (resolution - 1) or resolution > MAX_RESOLUTION:
+        return f"img_resolution must be a power of two from 4 to {MAX_RESOLUTION}, got {resolution!r}"
+    expected = len(block_resolutions(resolution))
+    if not isinstance(config.channels, (list, tuple)) or len(config.channels) != expected:
+        return (
+            f"channels must list one width per resolution 4..{resolution} ({expected} values), got {config.channels!r}"
         )
+    if not all(_positive_int(width) for width in config.channels):
+        return f"channels must be positive integers, got {config.channels!r}"
+    if not _positive_int(config.img_channels):
+        return f"img_channels must be a positive integer, got {config.img_channels!r}"
+    if isinstance(config.c_dim, bool) or not isinstance(config.c_dim, int) or config.c_dim < 0:
+        return f"c_dim must be an integer >= 0, got {config.c_dim!r}"
+    if not _finite_number(config.mapping_lr_multiplier) or config.mapping_lr_multiplier <= 0:
+        return f"mapping_lr_multiplier must be a positive number, got {config.mapping_lr_multiplier!r}"
+    if config.conv_clamp is not None and (not _finite_number(config.conv_clamp) or config.conv_clamp <= 0):
+        return f"conv_clamp must be a positive number or null, got {config.conv_clamp!r}"
+    taps = config.resample_filter
+    if (
+        not isinstance(taps, (list, tuple))
+        or not 1 <= len(taps) <= MAX_FILTER_TAPS
+        or not all(_finite_number(tap) for tap in taps)
+        or sum(taps) == 0
+    ):
+        return f"resample_filter must be 1 to {MAX_FILTER_TAPS} finite taps with a non-zero sum, got {taps!r}"
+    return None
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mapping_layers_problem(value: object, minimum: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_MAPPING_LAYERS:
+        return f"mapping_layers must be an integer from {minimum} to {MAX_MAPPING_LAYERS}, got {value!r}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -345,9 +385,29 @@ class StyleGAN2Generator(nn.Module):
         resample_filter: list[float] = field(default_factory=lambda: [1.0, 3.0, 3.0, 1.0])  # 1-D FIR taps
         class_w_avg: bool = False  # one truncation centre per class (mapping.w_avg_per_class), conditional only
 
+        def __post_init__(self):
+            problem = _shared_problem(self) or _mapping_layers_problem(self.mapping_layers, 1)
+            for name in ("z_dim", "w_dim"):
+                if problem is None and not _positive_int(getattr(self, name)):
+                    problem = f"{name} must be a positive integer, got {getattr(self, name)!r}"
+            if problem is None and self.class_w_avg and self.c_dim == 0:
+                problem = "class_w_avg needs a conditional generator (c_dim > 0)"
+            if problem:
+                raise ValueError(problem)
+
+    @staticmethod
+    def least_elements(config: Config) -> int:
+        """A lower bound of the elements of the module's tensors (mapping and convolution weights, styles,
+        noise), from the config alone: what building it allocates at least (ganedit.generators.registry)."""
+        w, widths = config.w_dim, config.channels
+        total = (config.z_dim + config.c_dim + (w if config.c_dim else 0)) * w + (config.mapping_layers - 1) * w * w
+        for index, resolution in enumerate(block_resolutions(config.img_resolution)):
+            out, into = widths[index], widths[index - 1] if index else 0
+            total += 9 * out * (into + out) + (into + 2 * out) * w + 2 * resolution * resolution
+        return total
+
     def __init__(self, config: Config):
         super().__init__()
-        _check_resolution_and_channels(config.img_resolution, config.channels)
         self.config = config
         self.z_dim, self.w_dim, self.c_dim = config.z_dim, config.w_dim, config.c_dim
         self.img_resolution, self.img_channels = config.img_resolution, config.img_channels
@@ -534,15 +594,42 @@ class StyleGAN2Discriminator(nn.Module):
         conv_clamp: float | None = None  # activation clamp (NVIDIA: 256), None = none (rosinality)
         resample_filter: list[float] = field(default_factory=lambda: [1.0, 3.0, 3.0, 1.0])  # 1-D FIR taps
 
+        def __post_init__(self):
+            problem = _shared_problem(self) or _mapping_layers_problem(self.mapping_layers, 0)
+            if problem is None and (isinstance(self.cmap_dim, bool) or not isinstance(self.cmap_dim, int)):
+                problem = f"cmap_dim must be an integer >= 0, got {self.cmap_dim!r}"
+            if problem is None and (self.c_dim > 0) != (self.cmap_dim > 0 and self.mapping_layers > 0):
+                problem = (
+                    "a conditional discriminator (c_dim > 0) needs cmap_dim > 0 and mapping_layers > 0, and an "
+                    f"unconditional one neither; got c_dim {self.c_dim}, cmap_dim {self.cmap_dim}, "
+                    f"mapping_layers {self.mapping_layers}"
+                )
+            if problem is None and not _positive_int(self.mbstd_group_size):
+                problem = f"mbstd_group_size must be a positive integer, got {self.mbstd_group_size!r}"
+            features = self.mbstd_num_channels
+            if problem is None and (
+                isinstance(features, bool)
+                or not isinstance(features, int)
+                or features < 0
+                or (features > 0 and self.channels[0] % features)
+            ):
+                problem = f"mbstd_num_channels must be 0 or divide the 4 px width {self.channels[0]}, got {features!r}"
+            if problem:
+                raise ValueError(problem)
+
+    @staticmethod
+    def least_elements(config: Config) -> int:
+        """A lower bound of the elements of the module's tensors (convolution and epilogue weights, class
+        projection), from the config alone: what building it allocates at least (ganedit.generators.registry)."""
+        widths, cmap = config.channels, config.cmap_dim
+        total = 9 * (widths[0] + config.mbstd_num_channels) * widths[0] + 16 * widths[0] * widths[0]
+        total += widths[0] * max(cmap, 1) + (config.c_dim * cmap + config.mapping_layers * cmap * cmap)
+        for index in range(1, len(widths)):
+            total += widths[index] * (9 * widths[index] + 10 * widths[index - 1])  # conv0, conv1, skip
+        return total + config.img_channels * widths[-1]
+
     def __init__(self, config: Config):
         super().__init__()
-        _check_resolution_and_channels(config.img_resolution, config.channels)
-        if (config.c_dim > 0) != (config.cmap_dim > 0 and config.mapping_layers > 0):
-            raise ValueError(
-                "a conditional discriminator (c_dim > 0) needs cmap_dim > 0 and mapping_layers > 0, and an "
-                f"unconditional one neither; got c_dim {config.c_dim}, cmap_dim {config.cmap_dim}, "
-                f"mapping_layers {config.mapping_layers}"
-            )
         self.config = config
         self.c_dim, self.img_resolution, self.img_channels = config.c_dim, config.img_resolution, config.img_channels
         resolutions = block_resolutions(config.img_resolution)

@@ -280,6 +280,9 @@ def read_labels(path: Path) -> list[str]:
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     except OSError as error:
         raise GaneditError(f"cannot read labels file {path} ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise GaneditError(f"labels file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                           "save it as UTF-8, one label per line") from None  # fmt: skip
     labels = []
     for line in lines:
         if not line:

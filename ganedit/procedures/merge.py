@@ -52,9 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganedit.engine.adversarial import Trainer, TrainingConfig, training_config
+from ganedit.engine.adversarial import Trainer, TrainingConfig, load_module_state, training_config
 from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
-from ganedit.engine.loop import Progress, read_resume, run_identity, run_steps, write_resume
+from ganedit.engine.loop import Progress, check_stage, read_resume, run_identity, run_steps, write_resume
 from ganedit.engine.sources import GeneratedImages
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.generators.ops import freeze
@@ -62,6 +62,7 @@ from ganedit.generators.registry import config_dict, load_exact_state
 from ganedit.generators.sampling import num_classes
 from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from ganedit.settings import check, derived_seed, setting
+from ganedit.store.state_file import state_mismatch
 
 RULES = ("mean", "task-arithmetic", "ties", "slerp")
 METHODS = ("cocktail", "transfergan", "ewc")  # GAN Cocktail, and the paper's two fine-tuning baselines
@@ -490,7 +491,7 @@ def merge(
         [asdict(settings), [(p.name, p.source_class) for p in parents]],
         [t for p in parents for t in [*p.generator.state_dict().values(), *p.discriminator.state_dict().values()]],
     )
-    state = read_resume(checkpoint, RESUME_FORMAT, identity, "merge") if resume else None
+    state = _read_resume(checkpoint, identity, count, root) if resume else None
     info: dict = {
         "method": settings.method,
         "rooting": "skipped (naive average)" if not settings.rooting else "trained",
@@ -523,7 +524,7 @@ def merge(
         finished = state["rooted"] if state else {}
         for j in others:
             if j in finished:
-                models[j] = _rebuilt(conditional[root], finished[j])
+                models[j] = _rebuilt(conditional[root], finished[j], f"{checkpoint} (rooted model {j})")
                 continue
             trainer = Trainer(
                 *[copy.deepcopy(m) for m in conditional[root]],
@@ -537,7 +538,7 @@ def merge(
             label = F.one_hot(torch.full([settings.batch_size], j), count).float()
             if state and state["stage"] == ("root", j):
                 trainer.load_state_dict(state["trainer"], str(checkpoint))
-                source.load_state_dict(state["source"])
+                source.load_state_dict(state["source"], str(checkpoint))
 
             def save(j=j, trainer=trainer, source=source):
                 write_resume(checkpoint, RESUME_FORMAT, identity, ("root", j), trainer, source, rooted=finished)
@@ -552,7 +553,7 @@ def merge(
             models[j] = (trainer.G_ema.eval(), freeze(trainer.D))
             finished[j] = {"G": trainer.G_ema.state_dict(), "D": trainer.D.state_dict()}
             state = None
-            if checkpoint:
+            if checkpoint and checkpoint_every:  # 0: a resume file only when interrupted
                 write_resume(checkpoint, RESUME_FORMAT, identity, ("rooted", j), None, None, rooted=finished)
 
     if settings.method == "cocktail":
@@ -577,7 +578,7 @@ def merge(
     )  # fmt: skip
     if state and state["stage"] == ("union", 0):
         trainer.load_state_dict(state["trainer"], str(checkpoint))
-        source.load_state_dict(state["source"])
+        source.load_state_dict(state["source"], str(checkpoint))
 
     def save():
         write_resume(checkpoint, RESUME_FORMAT, identity, ("union", 0), trainer, source, rooted=finished)
@@ -605,10 +606,23 @@ def ewc_parameters(G: nn.Module) -> list[str]:
     return [name for name, _ in G.named_parameters() if not name.startswith("mapping.embed.")]
 
 
-def _rebuilt(template: tuple[nn.Module, nn.Module], state: dict) -> tuple[nn.Module, nn.Module]:
+def _read_resume(path, identity: str, count: int, root: int) -> dict:
+    """The resume file's state, its stage and the shape of its rooted models ({class: {"G", "D"}}) checked."""
+    state = read_resume(path, RESUME_FORMAT, identity, "merge")
+    check_stage(path, state["stage"], {"root": count, "rooted": count, "union": 1})
+    rooted = state.get("rooted")
+    if not isinstance(rooted, dict) or not all(
+        isinstance(j, int) and 0 <= j < count and j != root and isinstance(pair, dict) and set(pair) == {"G", "D"}
+        for j, pair in rooted.items()
+    ):
+        raise state_mismatch(str(path), "its rooted models are not {class: {G, D}} for the non-root classes")
+    return state
+
+
+def _rebuilt(template: tuple[nn.Module, nn.Module], state: dict, source: str) -> tuple[nn.Module, nn.Module]:
     G, D = copy.deepcopy(template[0]), copy.deepcopy(template[1])
-    load_exact_state(G, state["G"], "the resume file")
-    load_exact_state(D, state["D"], "the resume file")
+    load_module_state(G, state["G"], f"{source} G")
+    load_module_state(D, state["D"], f"{source} D")
     return freeze(G), freeze(D)
 
 

@@ -50,6 +50,7 @@ in float32 (ganedit.judges.clip).
 """
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -364,6 +365,7 @@ def text_unlearn(
     checkpoint / checkpoint_every / resume: the resume file, written atomically every N steps and on
     Ctrl-C; resume=True continues from it (refused when it belongs to another run).
     """
+    from ganedit.engine.adversarial import load_module_state, load_optimizer_state, set_rng_state
     from ganedit.engine.loop import deferred_interrupts, read_resume, run_identity, write_resume
     from ganedit.generators.sampling import seeded_noise
 
@@ -391,10 +393,10 @@ def text_unlearn(
     step, history, seconds = 0, [], 0.0
     if resume:
         state = read_resume(checkpoint, RESUME_FORMAT, identity, "text-unlearn")
-        G_t.load_state_dict(state["generator"])
-        optimiser.load_state_dict(state["optimiser"])
-        rng.set_state(state["rng"])
-        step, history, seconds = state["stage"][0], state["history"], state["seconds"]
+        step, history, seconds = _checked_progress(checkpoint, state, settings.steps)
+        load_module_state(G_t, state.get("generator"), f"{checkpoint} (generator)")
+        load_optimizer_state(optimiser, state.get("optimiser"), f"{checkpoint} (optimiser)")
+        set_rng_state(rng, state.get("rng"), str(checkpoint))
 
     def save():
         state = {"generator": G_t.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng.get_state()}
@@ -460,6 +462,25 @@ def text_unlearn(
         "direction": "image pairs" if direction_images is not None else "text",
     }
     return TextUnlearnResult(G_t, info)
+
+
+def _checked_progress(path, state: dict, steps: int) -> tuple[int, list, float]:
+    """(step, history, seconds) of a resume file's state, each checked: a step count up to `steps`, a list of
+    {loss name: value} rows, a number of seconds."""
+    from ganedit.store.state_file import state_mismatch
+
+    stage, history, seconds = state["stage"], state.get("history"), state.get("seconds")
+    step = stage[0] if len(stage) == 1 else None
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= steps:
+        raise state_mismatch(str(path), f"its stage {list(stage)!r} is not a step of this run's {steps}")
+    if not isinstance(history, list) or not all(
+        isinstance(row, dict) and all(isinstance(key, str) and isinstance(value, float) for key, value in row.items())
+        for row in history
+    ):
+        raise state_mismatch(str(path), "its loss history is not a list of {name: value} rows")
+    if not isinstance(seconds, float) or not math.isfinite(seconds) or seconds < 0:
+        raise state_mismatch(str(path), f"its time {seconds!r} is not a number of seconds")
+    return step, history, seconds
 
 
 def _random_classes(G: nn.Module, count: int, rng: torch.Generator, device) -> torch.Tensor | None:

@@ -11,12 +11,15 @@
 MODEL arguments are a path (file or folder) or a zoo name (`ganedit zoo list`).
 """
 
+import itertools
+import os
 from pathlib import Path
 
 import torch
 
 from ganedit.errors import CheckpointFormatError, GaneditError
 from ganedit.generators.formats.bundle import ModelBundle
+from ganedit.generators.registry import file_data_errors
 
 SUPPORTED = (
     "BigGAN-deep folders (config.json + pytorch_model.bin), StyleGAN2 rosinality .pt, "
@@ -24,6 +27,7 @@ SUPPORTED = (
 )
 # torch.save's legacy (non-zip) files start with a pickled magic number.
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+MAX_SAFETENSORS_HEADER = 100_000_000  # the largest header safetensors itself reads
 IMAGE_SIGNATURES = {
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -33,13 +37,21 @@ IMAGE_SIGNATURES = {
 }
 
 
-def load_model(model: str | Path, device: str | torch.device = "cpu", offline: bool | None = None) -> ModelBundle:
+def load_model(
+    model: str | Path,
+    device: str | torch.device = "cpu",
+    offline: bool | None = None,
+    allow_nonfinite: bool | None = None,
+) -> ModelBundle:
     """Load a model by path or zoo name: generator, discriminator (or None), format, classes, metadata.
 
-    Modules are returned in eval mode on `device`.
+    Modules are returned in eval mode on `device`. Weights holding NaN or infinity are refused unless
+    `allow_nonfinite` (None: the environment's GANEDIT_ALLOW_NONFINITE=1, which --allow-nonfinite sets).
     """
     path = resolve_model_path(model, offline=offline)
-    bundle = read_path(path)
+    if allow_nonfinite is None:
+        allow_nonfinite = os.environ.get("GANEDIT_ALLOW_NONFINITE", "").lower() in ("1", "true", "yes")
+    bundle = read_path(path, allow_nonfinite=allow_nonfinite)
     bundle.source = str(model)
     bundle.generator.to(device).eval()
     if bundle.discriminator is not None:
@@ -48,17 +60,23 @@ def load_model(model: str | Path, device: str | torch.device = "cpu", offline: b
 
 
 def load_generator(
-    model: str | Path, device: str | torch.device = "cpu", offline: bool | None = None
+    model: str | Path,
+    device: str | torch.device = "cpu",
+    offline: bool | None = None,
+    allow_nonfinite: bool | None = None,
 ) -> torch.nn.Module:
     """The generator of a model (path or zoo name), ready in eval mode on `device`."""
-    return load_model(model, device, offline).generator
+    return load_model(model, device, offline, allow_nonfinite).generator
 
 
 def load_discriminator(
-    model: str | Path, device: str | torch.device = "cpu", offline: bool | None = None
+    model: str | Path,
+    device: str | torch.device = "cpu",
+    offline: bool | None = None,
+    allow_nonfinite: bool | None = None,
 ) -> torch.nn.Module:
     """The discriminator of a model (path or zoo name), ready in eval mode on `device`."""
-    bundle = load_model(model, device, offline)
+    bundle = load_model(model, device, offline, allow_nonfinite)
     if bundle.discriminator is None:
         raise GaneditError(
             f"{model}: this checkpoint ({bundle.format}) holds no discriminator; use a training checkpoint "
@@ -89,13 +107,27 @@ def resolve_model_path(model: str | Path, offline: bool | None = None) -> Path:
     raise AssertionError("unreachable")
 
 
-def read_path(path: Path) -> ModelBundle:
-    """Read a local checkpoint file or folder, dispatching on its content."""
+def read_path(path: Path, allow_nonfinite: bool = False) -> ModelBundle:
+    """Read a local checkpoint file or folder, dispatching on its content; weights must be finite unless
+    `allow_nonfinite`. Whatever is wrong with the file is a one-line GaneditError naming it."""
+    try:
+        with file_data_errors(str(path)):
+            bundle = _read_by_content(path)
+    except OSError as error:
+        raise GaneditError(
+            f"{path}: cannot read ({error.strerror or error}); check that it exists and is readable"
+        ) from None
+    if not allow_nonfinite:
+        _refuse_nonfinite(bundle, path)
+    return bundle
+
+
+def _read_by_content(path: Path) -> ModelBundle:
     from ganedit.generators.formats.biggan import read_biggan_folder
     from ganedit.generators.formats.ganedit_file import read_ganedit_checkpoint
     from ganedit.generators.formats.nvidia_pickle import read_nvidia_pickle
     from ganedit.generators.formats.rosinality import read_rosinality
-    from ganedit.store.checkpoint import is_ganedit_checkpoint
+    from ganedit.store.checkpoint import read_header
 
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -104,15 +136,19 @@ def read_path(path: Path) -> ModelBundle:
                 "pytorch_model.bin (as pytorch-pretrained-biggan publishes them)"
             )
         return read_biggan_folder(path)
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(64)
-    except OSError as error:
-        raise GaneditError(f"{path}: cannot read ({error.strerror}); check its permissions") from None
+    with open(path, "rb") as stream:
+        head = stream.read(64)
     if not head:
         raise CheckpointFormatError(f"{path}: the file is empty (truncated download?); download it again")
-    if _looks_like_safetensors(head, path):
-        if is_ganedit_checkpoint(path):
+    if _looks_like_safetensors(head):
+        header_length, size = int.from_bytes(head[:8], "little"), path.stat().st_size
+        if header_length > size - 8:
+            raise CheckpointFormatError(
+                f"{path}: the safetensors file is truncated or damaged (its header alone needs {header_length + 8:,} "
+                f"bytes, the file has {size:,}); download it again"
+            )
+        metadata, _ = read_header(path)
+        if "ganedit.format_version" in metadata:
             return read_ganedit_checkpoint(path)
         raise CheckpointFormatError(
             f"{path}: a safetensors file without ganedit metadata, so its architecture is unknown; "
@@ -130,12 +166,24 @@ def read_path(path: Path) -> ModelBundle:
     raise CheckpointFormatError(f"{path}: not a checkpoint format ganedit can read; supported: {SUPPORTED}")
 
 
-def _looks_like_safetensors(head: bytes, path: Path) -> bool:
-    """safetensors: an 8-byte little-endian header length, then a JSON object."""
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    header_length = int.from_bytes(head[:8], "little")
-    return 0 < header_length <= path.stat().st_size - 8
+def _looks_like_safetensors(head: bytes) -> bool:
+    """safetensors: an 8-byte little-endian header length (at most MAX_SAFETENSORS_HEADER), then a JSON object."""
+    return len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= MAX_SAFETENSORS_HEADER
+
+
+def _refuse_nonfinite(bundle: ModelBundle, path: Path) -> None:
+    """Refuse weights holding NaN or infinity, naming the first such tensor (parameters before buffers, which
+    may be derived from them)."""
+    for role, module in (("generator", bundle.generator), ("discriminator", bundle.discriminator)):
+        if module is None:
+            continue
+        for name, tensor in itertools.chain(module.named_parameters(), module.named_buffers()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                what = "NaN" if torch.isnan(tensor).any() else "infinity"
+                raise CheckpointFormatError(
+                    f"{path}: the {role} tensor {name} holds {what}, so the model cannot generate (a diverged "
+                    "training run or a damaged file); pass --allow-nonfinite to load it anyway (to inspect it)"
+                )
 
 
 def _is_biggan_state_dict(path: Path) -> bool:

@@ -15,7 +15,7 @@ import torch
 from ganedit.errors import CheckpointFormatError
 from ganedit.generators.biggan_deep import BigGANDeep
 from ganedit.generators.formats.bundle import ModelBundle
-from ganedit.generators.registry import load_exact_state
+from ganedit.generators.registry import build, load_exact_state
 from ganedit.store.safe_torch import safe_torch_load
 
 FORMAT = "biggan-deep (pytorch-pretrained-biggan)"
@@ -60,7 +60,11 @@ def read_biggan_folder(path: Path) -> ModelBundle:
 
     try:
         raw_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise CheckpointFormatError(
+            f"{config_path}: nested too deeply to be a BigGAN-deep config; use the config.json published with the model"
+        ) from None
+    except ValueError as error:  # invalid JSON or UTF-8
         raise CheckpointFormatError(
             f"{config_path}: not valid JSON ({error}); use the config.json published with the model"
         ) from None
@@ -73,13 +77,10 @@ def read_biggan_folder(path: Path) -> ModelBundle:
             "use the pytorch_model.bin published with the model"
         )
 
-    generator = BigGANDeep(config)
-    load_exact_state(
-        generator,
-        state_dict,
-        str(weights_path),
-        hint=f"use the config.json published with these weights, not {config_path}",
-    )
+    hint = f"use the config.json published with these weights, not {config_path}"
+    shapes = {key: tensor.shape for key, tensor in state_dict.items()}
+    generator = build(BigGANDeep.arch, asdict(config), str(weights_path), shapes, hint)
+    load_exact_state(generator, state_dict, str(weights_path), hint)
     generator.eval()
 
     return ModelBundle(

@@ -11,7 +11,15 @@ import torch
 from ganedit.errors import CheckpointFormatError
 from ganedit.generators.formats.bundle import ModelBundle
 from ganedit.generators.registry import build, config_dict, load_exact_state
-from ganedit.store.checkpoint import FORMAT_NAME, StoredNetwork, read_checkpoint, write_checkpoint
+from ganedit.generators.sampling import num_classes
+from ganedit.store.checkpoint import (
+    FORMAT_NAME,
+    NETWORKS,
+    StoredNetwork,
+    read_checkpoint,
+    read_tensors,
+    write_checkpoint,
+)
 
 
 def save_checkpoint(
@@ -35,14 +43,25 @@ def _stored(module: torch.nn.Module) -> StoredNetwork:
 
 
 def read_ganedit_checkpoint(path: Path) -> ModelBundle:
-    """Load a file written by `save_checkpoint` into a ModelBundle (modules in eval mode, on the CPU)."""
+    """Load a file written by `save_checkpoint` into a ModelBundle (modules in eval mode, on the CPU).
+
+    Every network's architecture and config are checked (and the memory they need) before the network is
+    built, and its tensor shapes against the file's header before any tensor is read.
+    """
     stored = read_checkpoint(path)
-    try:
-        modules = {prefix: build(n.spec["arch"], n.spec["config"]) for prefix, n in stored.networks.items()}
-    except (KeyError, TypeError) as error:
-        raise CheckpointFormatError(f"{path}: damaged ganedit metadata ({error})") from None
+    modules = {
+        prefix: build(network.spec["arch"], network.spec["config"], f"{path} ({NETWORKS[prefix]})", network.shapes)
+        for prefix, network in stored.networks.items()
+    }
+    _check_pair(modules, path)
+    classes = num_classes(modules["G"])
+    if stored.class_names is not None and len(stored.class_names) != classes:
+        raise CheckpointFormatError(
+            f"{path}: damaged ganedit metadata (ganedit.class_names lists {len(stored.class_names)} names for a "
+            f"generator with {classes} classes); write the file again"
+        )
     for prefix, module in modules.items():
-        load_exact_state(module, stored.networks[prefix].state, str(path))
+        load_exact_state(module, read_tensors(path, prefix), str(path))
         module.eval()
     return ModelBundle(
         generator=modules["G"],
@@ -52,3 +71,20 @@ def read_ganedit_checkpoint(path: Path) -> ModelBundle:
         class_names=stored.class_names,
         metadata={"provenance": stored.provenance, **stored.extra},
     )
+
+
+def _check_pair(modules: dict[str, torch.nn.Module], path: Path) -> None:
+    """G must be a generator and D a discriminator of the same images (resolution, channels, classes)."""
+    for prefix, module in modules.items():
+        if module.arch.endswith("discriminator") != (prefix == "D"):
+            raise CheckpointFormatError(
+                f"{path}: damaged ganedit metadata ({NETWORKS[prefix]} records a {module.arch})"
+            )
+    if "D" in modules and modules["G"].arch.startswith("stylegan2"):
+        generator, discriminator = modules["G"].config, modules["D"].config
+        for name in ("img_resolution", "img_channels", "c_dim"):
+            if getattr(generator, name) != getattr(discriminator, name):
+                raise CheckpointFormatError(
+                    f"{path}: damaged ganedit metadata (the generator's {name} is {getattr(generator, name)}, the "
+                    f"discriminator's {getattr(discriminator, name)}); write the file again"
+                )

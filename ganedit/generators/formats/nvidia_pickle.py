@@ -32,8 +32,14 @@ import torch._utils
 from ganedit.errors import CheckpointFormatError, GaneditError, UnsafeCheckpointError
 from ganedit.generators.formats.bundle import ModelBundle
 from ganedit.generators.ops import filter_taps, setup_filter
-from ganedit.generators.registry import load_exact_state
-from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, block_resolutions
+from ganedit.generators.registry import build, load_exact_state
+from ganedit.generators.stylegan2 import (
+    MAX_RESOLUTION,
+    StyleGAN2Discriminator,
+    StyleGAN2Generator,
+    block_resolutions,
+)
+from ganedit.store.safe_torch import first_line
 
 FORMAT = "stylegan2 (nvidia .pkl)"
 SUPPORTED = (
@@ -94,9 +100,39 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad, backwa
         raise UnsafeCheckpointError("refused to load: a tensor in the pickle carries backward hooks (code)")
     if metadata is not None and not isinstance(metadata, dict):
         raise CheckpointFormatError("a tensor in the pickle has malformed metadata")
+    if not _fits(storage, storage_offset, size, stride):
+        raise CheckpointFormatError(
+            f"a tensor in the pickle claims shape {_shown(size)} at offset {_shown(storage_offset)}, beyond its "
+            f"storage of {_elements(storage)} elements (torch would grow the storage to fit)"
+        )
     return torch._utils._rebuild_tensor_v2(
         storage, storage_offset, size, stride, False, collections.OrderedDict(), metadata
     )
+
+
+def _fits(storage, offset: object, size: object, stride: object) -> bool:
+    """Whether a tensor view (offset, size, stride: non-negative integers) lies within its storage."""
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not (whole(offset) and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
+        return False
+    if not all(whole(value) for value in (*size, *stride)):
+        return False
+    if 0 in size:
+        return offset <= _elements(storage)
+    return offset + sum((extent - 1) * step for extent, step in zip(size, stride, strict=True)) < _elements(storage)
+
+
+def _elements(storage) -> int:
+    """A storage's size in elements (bytes for an untyped one), without TypedStorage's deprecation warning."""
+    return storage._size() if isinstance(storage, torch.storage.TypedStorage) else storage.nbytes()
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 2**64 else "beyond 2**64"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
@@ -115,9 +151,8 @@ def _load_storage(data: object):
     try:
         storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "refused"
         raise UnsafeCheckpointError(
-            f"refused to load: a tensor storage in the pickle is not plain data ({first_line})"
+            f"refused to load: a tensor storage in the pickle is not plain data ({first_line(error)})"
         ) from None
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise CheckpointFormatError(f"a storage in the pickle holds a {type(storage).__name__}, not a storage")
@@ -174,10 +209,12 @@ def load_network_pickle(path: Path) -> object:
         raise type(error)(f"{path}: {error}") from None
     except OSError as error:
         raise GaneditError(f"{path}: cannot read ({error.strerror})") from None
+    except torch.OutOfMemoryError:
+        raise
     except Exception as error:  # malformed data can fail anywhere inside unpickling; none of it ran code
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointFormatError(
-            f"{path}: not a readable network pickle, it may be truncated or damaged ({first_line}); download it again"
+            f"{path}: not a readable network pickle, it may be truncated or damaged ({first_line(error)}); "
+            "download it again"
         ) from None
 
 
@@ -195,7 +232,7 @@ def read_nvidia_pickle(path: Path) -> ModelBundle:
         metadata[f"{name}_init_kwargs"] = _json_safe(network.init_kwargs)
     try:
         metadata["training_set_kwargs"] = json.loads(json.dumps(contents.get("training_set_kwargs")))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         pass  # not plain data: left out of the metadata
     return ModelBundle(
         generator=generator.eval(),
@@ -210,7 +247,7 @@ def _build_generator(network: PersistentObject, path: Path) -> StyleGAN2Generato
     _require_class(network, "Generator", "G_ema", path)
     mapping = _child(network, "mapping", "MappingNetwork", "G_ema", path)
     synthesis = _child(network, "synthesis", "SynthesisNetwork", "G_ema", path)
-    resolution = _attribute(network, "img_resolution", "G_ema", path)
+    resolution = _resolution(network, "G_ema", path)
     resolutions = block_resolutions(resolution)
     blocks = [_child(synthesis, f"b{res}", "SynthesisBlock", "G_ema.synthesis", path) for res in resolutions]
     for res, block in zip(resolutions, blocks, strict=True):
@@ -221,7 +258,7 @@ def _build_generator(network: PersistentObject, path: Path) -> StyleGAN2Generato
     layers = [
         block.modules[name] for block in blocks for name in ("conv0", "conv1", "torgb") if block.modules.get(name)
     ]
-    config = StyleGAN2Generator.Config(
+    config = dict(
         z_dim=_attribute(network, "z_dim", "G_ema", path),
         w_dim=_attribute(network, "w_dim", "G_ema", path),
         c_dim=_attribute(network, "c_dim", "G_ema", path),
@@ -234,14 +271,12 @@ def _build_generator(network: PersistentObject, path: Path) -> StyleGAN2Generato
         conv_clamp=_shared_attribute(layers, "conv_clamp", "G_ema.synthesis", path),
         resample_filter=filter_taps(_tensor(blocks[0], "resample_filter", path), gain=1.0),
     )
-    generator = StyleGAN2Generator(config)
-    load_exact_state(generator, _without_filters(network.state_dict(), config.resample_filter, path), f"{path} (G_ema)")
-    return generator
+    return _build(StyleGAN2Generator.arch, config, network, f"{path} (G_ema)", path)
 
 
 def _build_discriminator(network: PersistentObject, path: Path) -> StyleGAN2Discriminator:
     _require_class(network, "Discriminator", "D", path)
-    resolution = _attribute(network, "img_resolution", "D", path)
+    resolution = _resolution(network, "D", path)
     resolutions = block_resolutions(resolution)[:0:-1]  # resolution .. 8
     blocks = [_child(network, f"b{res}", "DiscriminatorBlock", "D", path) for res in resolutions]
     epilogue = _child(network, "b4", "DiscriminatorEpilogue", "D", path)
@@ -255,7 +290,7 @@ def _build_discriminator(network: PersistentObject, path: Path) -> StyleGAN2Disc
     layers = [
         block.modules[name] for block in blocks for name in ("fromrgb", "conv0", "conv1") if block.modules.get(name)
     ]
-    config = StyleGAN2Discriminator.Config(
+    config = dict(
         c_dim=_attribute(network, "c_dim", "D", path),
         img_resolution=resolution,
         img_channels=_attribute(network, "img_channels", "D", path),
@@ -271,9 +306,15 @@ def _build_discriminator(network: PersistentObject, path: Path) -> StyleGAN2Disc
         conv_clamp=_shared_attribute(layers + [epilogue.modules.get("conv")], "conv_clamp", "D", path),
         resample_filter=filter_taps(_tensor(blocks[0], "resample_filter", path), gain=1.0),
     )
-    discriminator = StyleGAN2Discriminator(config)
-    load_exact_state(discriminator, _without_filters(network.state_dict(), config.resample_filter, path), f"{path} (D)")
-    return discriminator
+    return _build(StyleGAN2Discriminator.arch, config, network, f"{path} (D)", path)
+
+
+def _build(arch: str, config: dict, network: PersistentObject, source: str, path: Path) -> torch.nn.Module:
+    """The network from the config its attributes and tensor shapes give (checked), with its tensors loaded."""
+    state = _without_filters(network.state_dict(), config["resample_filter"], path)
+    module = build(arch, config, source, {key: getattr(tensor, "shape", None) for key, tensor in state.items()})
+    load_exact_state(module, state, source)
+    return module
 
 
 def _without_filters(state: dict[str, torch.Tensor], taps: list[float], path: Path) -> dict[str, torch.Tensor]:
@@ -313,6 +354,22 @@ def _attribute(network: PersistentObject | None, name: str, where: str, path: Pa
     if network is None or name not in network.attributes:
         raise CheckpointFormatError(f"{path}: {where} records no {name!r}; {SUPPORTED}")
     return network.attributes[name]
+
+
+def _resolution(network: PersistentObject, where: str, path: Path) -> int:
+    """The network's img_resolution, checked before it decides how many blocks to look for."""
+    resolution = _attribute(network, "img_resolution", where, path)
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, int)
+        or not 4 <= resolution <= MAX_RESOLUTION
+        or resolution & (resolution - 1)
+    ):
+        raise CheckpointFormatError(
+            f"{path}: {where} records img_resolution {_shown(resolution)}, not a power of two from 4 to "
+            f"{MAX_RESOLUTION}; the file is damaged or not a StyleGAN2 network pickle"
+        )
+    return resolution
 
 
 def _shared_attribute(networks: list, name: str, where: str, path: Path):

@@ -14,6 +14,7 @@ and recorded as such in the bundle's metadata.
 """
 
 import argparse
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -24,8 +25,8 @@ import torch
 from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError
 from ganedit.generators.formats.bundle import ModelBundle
 from ganedit.generators.ops import filter_taps, setup_filter
-from ganedit.generators.registry import load_exact_state
-from ganedit.generators.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganedit.generators.registry import build, load_exact_state
+from ganedit.generators.stylegan2 import MAX_RESOLUTION, StyleGAN2Discriminator, StyleGAN2Generator
 from ganedit.store.safe_torch import safe_torch_load
 
 FORMAT = "stylegan2 (rosinality .pt)"
@@ -54,8 +55,9 @@ def read_rosinality(path: Path) -> ModelBundle:
     metadata = {"generator_weights": generator_key, "w_avg_source": w_avg_source}
     if isinstance(checkpoint.get("args"), argparse.Namespace):
         metadata["training_args"] = json.loads(json.dumps(vars(checkpoint["args"]), default=repr))
-    if isinstance(checkpoint.get("ada_aug_p"), (int, float, torch.Tensor)):
-        metadata["ada_aug_p"] = float(checkpoint["ada_aug_p"])
+    ada_aug_p = checkpoint.get("ada_aug_p")
+    if isinstance(ada_aug_p, (int, float)) or (isinstance(ada_aug_p, torch.Tensor) and ada_aug_p.numel() == 1):
+        metadata["ada_aug_p"] = float(ada_aug_p)
     return ModelBundle(
         generator=generator.eval(),
         discriminator=None if discriminator is None else discriminator.eval(),
@@ -93,13 +95,13 @@ def _read_generator(state: dict, latent_avg: torch.Tensor | None, path: Path) ->
     config = _generator_config(state, source)
     renamed = _rename(state, _generator_rules(), GENERATOR_FILTERS, source)
     _check_filters(state, GENERATOR_FILTERS, config.resample_filter, GENERATOR_FILTER_GAIN, source)
-    generator = StyleGAN2Generator(config)
     if latent_avg is not None:
+        if not isinstance(latent_avg, torch.Tensor):
+            raise CheckpointFormatError(f"{path}: latent_avg is a {type(latent_avg).__name__}, not a tensor")
         renamed["mapping.w_avg"] = latent_avg.squeeze(0) if latent_avg.ndim == 2 else latent_avg
-        load_exact_state(generator, renamed, source)
-        return generator, "latent_avg stored in the checkpoint"
+        return _build(StyleGAN2Generator.arch, config, renamed, source), "latent_avg stored in the checkpoint"
     renamed["mapping.w_avg"] = torch.zeros(config.w_dim)
-    load_exact_state(generator, renamed, source)
+    generator = _build(StyleGAN2Generator.arch, config, renamed, source)
     generator.mapping.w_avg.copy_(_mean_w(generator))
     return generator, (
         f"estimated: mean mapped w of {W_AVG_SAMPLES} z's drawn with torch seed {W_AVG_SEED} "
@@ -134,13 +136,13 @@ def _generator_rules() -> list[Rule]:
     """rosinality generator key -> ganedit key, with the reshape each tensor needs."""
 
     def conv(index: str) -> str:  # convs.{2i} upsamples into resolution 8 * 2**i, convs.{2i+1} follows it
-        return f"synthesis.b{8 << (int(index) // 2)}.conv{int(index) % 2}"
+        return f"synthesis.b{8 << (_level(index) // 2)}.conv{int(index) % 2}"
 
     def noise(index: str) -> str:  # noise_0 feeds conv1 at 4 px, noise_{n+1} feeds convs.{n}
         return "synthesis.b4.conv1" if index == "0" else conv(str(int(index) - 1))
 
     def torgb(index: str) -> str:
-        return f"synthesis.b{8 << int(index)}.torgb"
+        return f"synthesis.b{8 << _level(index)}.torgb"
 
     same = _unchanged
     return [
@@ -187,9 +189,7 @@ def _read_discriminator(state: object, path: Path) -> StyleGAN2Discriminator:
     config = _discriminator_config(state, source)
     renamed = _rename(state, _discriminator_rules(config.img_resolution), DISCRIMINATOR_FILTERS, source)
     _check_filters(state, DISCRIMINATOR_FILTERS, config.resample_filter, DISCRIMINATOR_FILTER_GAIN, source)
-    discriminator = StyleGAN2Discriminator(config)
-    load_exact_state(discriminator, renamed, source)
-    return discriminator
+    return _build(StyleGAN2Discriminator.arch, config, renamed, source)
 
 
 def _discriminator_config(state: dict[str, torch.Tensor], source: str) -> StyleGAN2Discriminator.Config:
@@ -236,6 +236,13 @@ def _discriminator_rules(img_resolution: int) -> list[Rule]:
 
 # ---------------------------------------------------------------------------------------------------
 # Renaming and checks shared by both networks
+
+
+def _build(arch: str, config, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """The network for `config` (checked against the renamed tensors before it is allocated), tensors loaded."""
+    module = build(arch, dataclasses.asdict(config), source, {key: tensor.shape for key, tensor in state.items()})
+    load_exact_state(module, state, source)
+    return module
 
 
 def _rename(state: dict[str, torch.Tensor], rules: list[Rule], filters: re.Pattern, source: str) -> dict:
@@ -298,6 +305,13 @@ def _tensors_only(state: dict, source: str) -> dict[str, torch.Tensor]:
         if not isinstance(value, torch.Tensor):
             raise CheckpointFormatError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
     return state
+
+
+def _level(index: str) -> int:
+    """A layer index from a key, bounded before it becomes a resolution (8 << index)."""
+    if len(index) > 3 or int(index) > 2 * MAX_RESOLUTION.bit_length():
+        raise ValueError(f"layer index {index} is beyond any StyleGAN2")
+    return int(index)
 
 
 def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
