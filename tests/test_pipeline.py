@@ -96,10 +96,13 @@ def check_document(out: str, command: str) -> dict:
 def test_every_command_writes_one_strict_json_document_with_the_common_keys(tmp_path, capsys, files):
     model = files["model"]
 
+    editing = {}
+
     def run(command: str, *argv) -> dict:
         code, out, err = cli(capsys, *command.split(), *argv, "--json")
         assert code == 0, err
-        return check_document(out, command)
+        editing[command] = check_document(out, command)
+        return editing[command]
 
     # Editing commands: model (merge: models), judge (a name or null), output, written with every file.
     heart, patch = tmp_path / "heart.safetensors", tmp_path / "heart.patch.safetensors"
@@ -127,6 +130,10 @@ def test_every_command_writes_one_strict_json_document_with_the_common_keys(tmp_
     report = run("merge", model, files["other"], *MERGE, "-o", merged)
     assert report["models"] == [str(model), str(files["other"])] and report["judge"] is None
     assert report["written"] == [str(merged)]
+    for command in ("embed-tune", "unlearn", "text-unlearn", "merge"):  # each stage's wall time, and the total
+        seconds = editing[command]["seconds"]
+        assert set(seconds) >= {"prepare", "write", "total"} and all(value >= 0 for value in seconds.values())
+        assert sum(value for stage, value in seconds.items() if stage != "total") <= seconds["total"] + 0.05
     report = run("merge", model, files["other"], "--dry-run", "-q")
     assert report["written"] == [] and report["output"] is None and report["plan"]["classes"]
 

@@ -18,6 +18,9 @@ from ganedit.cli.main import (
     cli,
     common_options,
     emit_json,
+    lap,
+    stage_seconds,
+    timing_line,
 )
 from ganedit.cli.recipe import editing_command, model_output_grid, require, resolve
 from ganedit.errors import GaneditError
@@ -113,16 +116,19 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, allo
     targets = [resolve_label(judge, name) for name in classes]
     perceptual, perceptual_note = load_report_perceptual(run.lpips, judge, torch_device)
 
+    lap("prepare")
     with TrainingProgress(quiet=quiet) as bar:
         description = f"embed-tune on {torch_device}: {len(targets)} class(es) x {settings.starts} starts"
         task = bar.task(description, total=None)
         result = et.embed_tune(bundle.generator, judge, targets, settings, class_names=bundle.class_names,
                                perceptual=perceptual,
                                progress=lambda done, total: bar.update(task, done, total=total))  # fmt: skip
+    lap("edit and evaluate")  # embed-tune scores the held-out latents as part of its rounds
     parents = [parent_record(str(model), model_path)]
     (et.save_patch if run.patch else et.save_model)(result, output, parents, resolved.recipe)
     if grid is not None:
         et.save_before_after_grid(result, grid)
+    lap("write")
     report = {
         "model": str(model),
         "judge": judge.name,
@@ -139,6 +145,9 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, allo
     columns = torch.tensor(result.columns)  # --fid-against: the tuned classes in turn
     checks.add_fid(report, {"tuned": result.generator}, settings.seed,
                    lambda n: columns[torch.arange(n) % len(columns)])  # fmt: skip
+    if checks.folder is not None:
+        lap("evaluate")  # FID against --fid-against
+    report["seconds"] = stage_seconds()
     if as_json:
         emit_json(report)
         checks.finish(report, as_json)
@@ -165,6 +174,7 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, allo
     if perceptual_note is not None and run.lpips != "off":
         stdout_console().print(perceptual_note, markup=False, highlight=False)
     stdout_console().print(f"wrote {output} ({report['kind']})" + (f" and {grid}" if grid else ""))
+    stdout_console().print(timing_line(report["seconds"]))
     checks.finish(report, as_json)
 
 

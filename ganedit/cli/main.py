@@ -214,6 +214,27 @@ def add_plain_row(table, *cells: object) -> None:
     table.add_row(*(Text(str(cell)) for cell in cells))
 
 
+def lap(stage: str) -> None:
+    """Close the running command's current stage as `stage`: the wall time since the previous lap (or since the
+    command started) is added to it. The report's `seconds` (stage_seconds) and its printed time line use it."""
+    now = time.perf_counter()
+    _RUN.seconds[stage] = _RUN.seconds.get(stage, 0.0) + now - _RUN.last_lap
+    _RUN.last_lap = now
+
+
+def stage_seconds() -> dict[str, float]:
+    """The command's stages so far, in seconds, in order, with `total` (since the command started; the
+    interpreter's start and imports before it are not counted)."""
+    return {**{stage: round(seconds, 2) for stage, seconds in _RUN.seconds.items()},
+            "total": round(time.perf_counter() - _RUN.first_lap, 2)}  # fmt: skip
+
+
+def timing_line(seconds: dict[str, float]) -> str:
+    """`time: load 1.2 s, edit 20.3 s, evaluate 4.1 s, write 0.3 s; total 26.0 s`."""
+    stages = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items() if stage != "total")
+    return f"time: {stages}; total {seconds['total']:.1f} s"
+
+
 def resume_file(path: Path) -> Path:
     """Name the resume file (OUTPUT.resume) of the command now running, so that an interrupt's message can
     point to it and to --resume; returns the path."""
@@ -289,6 +310,8 @@ class _RunState:
         self.json_documents: list[str] | None = None
         self.resume: Path | None = None
         self.started = time.time()
+        self.first_lap = self.last_lap = time.perf_counter()
+        self.seconds: dict[str, float] = {}
         self.cleanup = contextlib.ExitStack()
 
 

@@ -18,7 +18,10 @@ from ganedit.cli.main import (
     check_writable_folder,
     cli,
     emit_json,
+    lap,
     resume_file,
+    stage_seconds,
+    timing_line,
 )
 from ganedit.cli.recipe import editing_command, require, resolve
 from ganedit.errors import GaneditError
@@ -155,11 +158,13 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
         raise GaneditError(f"--keep-rooted {keep} is a file; give a folder")
     judge = _judge(run.judge, torch_device)
     checks = EditChecks(options, torch_device, parents[0].generator)
+    lap("prepare")
     with TrainingProgress(quiet=quiet) as progress:
         result = mg.merge(
             parents, settings, rooted=rooted_models, checkpoint=checkpoint, checkpoint_every=run.checkpoint_every,
             resume=resume, progress=progress,
         )  # fmt: skip
+    lap("edit")
 
     parent_records = [parent_record(m, p) for m, p in zip(model_names, paths, strict=True)]
     parent_records += [parent_record(p, Path(p)) for p in run.rooted]
@@ -182,18 +187,22 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
                 run.eval_samples, settings.seed,
             )
         )  # fmt: skip
+    lap("evaluate")
     provenance = make_provenance("merge", parameters, parent_records, settings.seed, evaluation,
                                  recipe=resolved.recipe)  # fmt: skip
     ganedit.save_checkpoint(output, result.generator, result.discriminator, class_names, provenance)
     checkpoint.unlink(missing_ok=True)
     if grid is not None:
         _save_grid(parents, result, settings, grid)
+    lap("write")
     kept = ([str(keep / f"rooted-{j}.safetensors") for j, pair in enumerate(result.rooted) if pair is not None]
             if keep is not None and rooted_models is None and settings.rooting else [])  # fmt: skip
     report = {"models": model_names, "judge": None, "class_names": class_names, "output": str(output),
               "written": [str(output)] + ([str(grid)] if grid else []) + kept,
               "grid": str(grid) if grid else None, **evaluation}  # fmt: skip
     checks.add_fid(report, {"merged": result.generator}, settings.seed, lambda n: torch.arange(n) % len(parents))
+    lap("evaluate")
+    report["seconds"] = stage_seconds()
     if as_json:
         emit_json(report)
     else:
@@ -268,3 +277,4 @@ def _print_report(report: dict, judged: bool) -> None:
             )  # fmt: skip
         out.print(table)
     out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))
+    out.print(timing_line(report["seconds"]))

@@ -10,7 +10,18 @@ import ganedit
 from ganedit.cli.console import stderr_console, stdout_console
 from ganedit.cli.gates import EditChecks, distance_rows
 from ganedit.cli.judging import judge_for, save_feature_grid
-from ganedit.cli.main import CONTEXT, add_plain_row, apply_common, check_room, cli, emit_json, resume_file
+from ganedit.cli.main import (
+    CONTEXT,
+    add_plain_row,
+    apply_common,
+    check_room,
+    cli,
+    emit_json,
+    lap,
+    resume_file,
+    stage_seconds,
+    timing_line,
+)
 from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import GaneditError
 from ganedit.procedures.text_unlearn import TextUnlearnSettings
@@ -124,10 +135,12 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
         raise GaneditError("--judge needs --feature: the judge's label for the concept")
     checks = EditChecks(options, torch_device, G)
 
+    lap("prepare")
     with TrainingProgress(quiet=quiet) as progress:
         result = tu.text_unlearn(G, clips, settings, direction_images=direction_images, perceptual=perceptual,
                                  checkpoint=checkpoint, checkpoint_every=run.checkpoint_every, resume=resume,
                                  progress=progress)  # fmt: skip
+    lap("edit")
 
     stderr_console().print(f"evaluating on {run.eval_samples} fixed latents ...")
     evaluation = {"training": result.info}
@@ -142,6 +155,7 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
         "perceptual": getattr(perceptual, "name", None),
     }
     parents = [parent_record(str(model), model_path)]
+    lap("evaluate")
     provenance = make_provenance("text-unlearn", parameters, parents, settings.seed, evaluation,
                                  recipe=resolved.recipe)  # fmt: skip
     ganedit.save_checkpoint(output, result.generator, bundle.discriminator, provenance=provenance)
@@ -149,11 +163,14 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     grid_columns = None  # what the grid's columns are: latents with the feature, random ones
     if grid is not None:
         grid_columns = save_feature_grid(G, result.generator, grid, settings.seed, judge, feature_index, feature)
+    lap("write")
     report = {"model": str(model), "judge": None, "output": str(output),
               "written": [str(output)] + ([str(grid)] if grid else []), "grid": str(grid) if grid else None,
               "grid_columns": grid_columns,
               "method": settings.method, "neutral": settings.neutral, **evaluation}  # fmt: skip
     checks.add_fid(report, {"before": G, "after": result.generator}, settings.seed)
+    lap("evaluate")
+    report["seconds"] = stage_seconds()
     if as_json:
         emit_json(report)
     else:
@@ -183,3 +200,4 @@ def _print_report(report: dict) -> None:
         add_plain_row(table, f"{kind}_{space} vs {reference}", f"{before:.4g}", f"{after:.4g}")
     out.print(table)
     out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))
+    out.print(timing_line(report["seconds"]))

@@ -18,7 +18,10 @@ from ganedit.cli.main import (
     check_writable_folder,
     cli,
     emit_json,
+    lap,
     resume_file,
+    stage_seconds,
+    timing_line,
 )
 from ganedit.cli.recipe import editing_command, model_output_grid, resolve
 from ganedit.errors import ArchitectureMismatchError, GaneditError
@@ -154,11 +157,13 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     is_negative = (lambda images: judge(images).argmax(dim=1) == feature_index) if judge is not None else None
     if detector is not None:
         is_negative = detector.may_show
+    lap("prepare")
     with TrainingProgress(quiet=quiet) as progress:
         result = ul.unlearn(
             G, D, negative_images, settings, is_negative=is_negative, positives=positive_images, adapted=adapted,
             checkpoint=checkpoint, checkpoint_every=run.checkpoint_every, resume=resume, progress=progress,
         )  # fmt: skip
+    lap("edit")
 
     parents = [parent_record(str(model), model_path)] + [parent_record(str(p), p) for p in adapted_files]
     parameters = {
@@ -182,6 +187,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     if judge is not None:
         stderr_console().print(f"evaluating on {run.eval_samples} fixed latents ...")
         evaluation.update(ul.evaluate_unlearning(G, result.generator, judge, feature_index, run.eval_samples, seed))
+    lap("evaluate")
     provenance = make_provenance("unlearn", parameters, parents, seed, evaluation, recipe=resolved.recipe)
     discriminator = result.discriminator if result.discriminator is not None else D
     ganedit.save_checkpoint(output, result.generator, discriminator, provenance=provenance)
@@ -189,6 +195,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     grid_columns = None  # what the grid's columns are: latents with the feature, random ones
     if grid is not None:
         grid_columns = save_feature_grid(G, result.generator, grid, seed, judge, feature_index, feature)
+    lap("write")
     repulsion = settings.repulsion if method == "repulsion" else None
     kept = ([str(keep_adapted / f"adapted-{k}.safetensors") for k in range(len(result.adapted))]
             if keep_adapted is not None and adapted is None else [])  # fmt: skip
@@ -201,6 +208,8 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         report["pul_counted_by"] = f"the detector learned from {negatives}/ ({detector.name})"
         report["detector"] = {key: value for key, value in detector.state().items() if key != "weight"}
     checks.add_fid(report, {"before": G, "after": result.generator}, seed)
+    lap("evaluate")
+    report["seconds"] = stage_seconds()
     if as_json:
         emit_json(report)
     else:
@@ -228,6 +237,7 @@ def _print_report(report: dict, judged: bool) -> None:
                           f"{before:.4g}", f"{after:.4g}")  # fmt: skip
         out.print(table)
     out.print(f"wrote {report['output']}" + (f" and {report['grid']}" if report["grid"] else ""))
+    out.print(timing_line(report["seconds"]))
 
 
 def _detector_from_negatives(G, negative_images, folder: Path, run: UnlearnRun, wanted: int, seed: int, device):
