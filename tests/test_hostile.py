@@ -315,6 +315,7 @@ FOUND = [  # cases the issue did not list, found while building the suite
 RESUME_ALLOWED = ("o.safetensors.resume",)
 SIGNALS = [
     Case("signals", "term-while-starting", SAMPLE, "terminated", exit_code=143, signal_after=0.4),
+    Case("signals", "term-while-importing", SAMPLE, "terminated", exit_code=143, signal_after=1.5),
     Case(
         "signals",
         "interrupt-while-starting",

@@ -169,13 +169,14 @@ def require_memory(tensor_bytes: int, source: str) -> None:
     """Refuse, before allocating it, a model whose tensors need more memory than is available (each is held
     twice while it loads: as read from the file and in the module)."""
     from ganedit.errors import CheckpointFormatError
+    from ganedit.store.atomic import byte_size
 
     needed = COPIES_WHILE_LOADING * tensor_bytes
     available = available_memory()
     if available is not None and needed > available:
         raise CheckpointFormatError(
-            f"{source}: loading this model needs at least {_size(needed)} of memory, but only "
-            f"{_size(available)} is available; if its config is right, load it on a machine with more "
+            f"{source}: loading this model needs at least {byte_size(needed)} of memory, but only "
+            f"{byte_size(available)} is available; if its config is right, load it on a machine with more "
             "memory, otherwise the file is damaged"
         )
 
@@ -277,12 +278,6 @@ def _shown(value: object, limit: int = 60) -> str:
 
 def _amount(count: int) -> str:
     return f"{count:,}" if count < 10**15 else f"about 2**{count.bit_length() - 1}"
-
-
-def _size(count: int) -> str:
-    if count >= 10**18:
-        return f"about 2**{count.bit_length() - 1} bytes"
-    return f"{count / 1e9:,.1f} GB" if count >= 10**9 else f"{count / 1e6:,.1f} MB"
 
 
 def _import_all() -> None:

@@ -144,12 +144,15 @@ def check_free_space(path: Path | str, needed: int, what: str = "the output") ->
         return  # nothing to measure with; the write itself will say
     if needed > free:
         raise OutputError(
-            f"cannot write {what} to {path}: it needs about {_size(needed)} and {folder} has {_size(free)} free; "
-            "free space there, or write elsewhere"
+            f"cannot write {what} to {path}: it needs about {byte_size(needed)} and {folder} has "
+            f"{byte_size(free)} free; free space there, or write elsewhere"
         )
 
 
-def _size(count: int) -> str:
+def byte_size(count: int) -> str:
+    """A byte count as people read it: `5.1 MB`, `150.0 GB` (astronomical ones as a power of two)."""
+    if count >= 10**18:
+        return f"about 2**{count.bit_length() - 1} bytes"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
