@@ -8,10 +8,14 @@ recorded one ends the start-up with one line and exit code 143 (130 for Ctrl-C),
 or written. From then on, ganedit.cli.main handles both.
 """
 
-import signal
-import sys
+import time
 
-from ganedit.errors import Terminated
+STARTED = time.perf_counter()  # before the command line's imports: the report's `start` stage
+
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+from ganedit.errors import Terminated  # noqa: E402
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
@@ -41,7 +45,7 @@ def run() -> None:
         if received:
             code = _stopped(received[0] == signal.SIGTERM, "starting")
         else:
-            code = main()
+            code = main(started=STARTED)
     except KeyboardInterrupt as error:  # just before or after main() ran: nothing of the command's is pending
         code = _stopped(isinstance(error, Terminated), "starting or finishing")
     finally:

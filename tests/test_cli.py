@@ -180,3 +180,18 @@ def test_toy_models_are_in_the_zoo(capsys):
 def test_a_judge_is_not_a_generator(capsys):
     code, _, err = run(capsys, "info", "toy-oracle")
     assert code == 2 and "--classifier toy" in one_line_error(err)
+
+
+def test_the_console_scripts_imports_are_the_reports_start_stage(capsys, tmp_path):
+    """`ganedit.__main__` passes the moment it began importing: the report's `start` stage and its total
+    count that time, so that the time line adds up to what the user waited (in-process calls have none)."""
+    import time
+
+    args = ["embed-tune", "--class", "heart", "--starts", "1", "--rounds", "1", "--steps", "1", "--batch-size", "2",
+            "--holdout", "4", "-o", str(tmp_path / "h.safetensors"), "--json", "-q"]  # fmt: skip
+    assert main(args, started=time.perf_counter() - 5.0) == 0
+    seconds = json.loads(capsys.readouterr().out)["seconds"]
+    assert list(seconds)[0] == "start" and 5.0 <= seconds["start"] < 6.0
+    assert seconds["total"] >= 5.0 + seconds["prepare"]
+    assert main([*args[:-4], "-o", str(tmp_path / "i.safetensors"), "--json", "-q"]) == 0
+    assert "start" not in json.loads(capsys.readouterr().out)["seconds"]

@@ -237,3 +237,16 @@ def test_the_commands_say_on_stderr_and_in_the_report_when_no_sample_shows_the_f
     assert "grid: none of 1024 samples" in " ".join(capsys.readouterr().err.split())
     report = save_feature_grid(generator, generator, tmp_path / "h.png", 0, Constant(), 0, "circle")
     assert (report["with_feature"], report["note"]) == (8, None) and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("count", "columns"), [(5, 4), (8, 4), (9, 3), (3, 8), (1, 1)])
+def test_tile_lays_images_out_as_torchvision_make_grid_does(count, columns):
+    from torchvision.utils import make_grid
+
+    from ganedit.generators.sampling import tile
+
+    images = torch.randint(0, 255, (count, 3, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(count))
+    expected = make_grid(images, nrow=columns, padding=2, pad_value=255)
+    if count == 1:  # make_grid returns a single image unpadded; tile pads it like any other
+        expected = torch.nn.functional.pad(images[0], (2, 2, 2, 2), value=255)
+    assert torch.equal(tile(images, columns), expected)
