@@ -7,6 +7,8 @@ The Python API mirrors the command line:
     D = ganedit.load_discriminator("ffhq.pkl")
     bundle = ganedit.load_model("model.safetensors")    # generator, discriminator, format, classes, metadata
     ganedit.save_checkpoint("out.safetensors", G, D, provenance=...)
+    ganedit.export_model("out.safetensors", "rosinality", "out.pt")   # or nvidia-state, biggan-folder
+    ganedit.write_card("out.safetensors", provenance)   # README.md beside it: licence, recipe, evaluation
 
 The API is imported on first use, so that `import ganedit` (and the command line's start, which handles
 SIGTERM and Ctrl-C from its first moment: ganedit.__main__) does not wait for torch.
@@ -19,9 +21,19 @@ _API = {
     "load_generator": "ganedit.generators.formats",
     "load_discriminator": "ganedit.generators.formats",
     "save_checkpoint": "ganedit.generators.formats.ganedit_file",
+    "export_model": "ganedit.generators.formats.export",
+    "write_card": "ganedit.store.card",
 }
 
-__all__ = ["__version__", "load_model", "load_generator", "load_discriminator", "save_checkpoint"]
+__all__ = [
+    "__version__",
+    "load_model",
+    "load_generator",
+    "load_discriminator",
+    "save_checkpoint",
+    "export_model",
+    "write_card",
+]
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ from helpers import CreatesAFile, OpensAFile
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+import ganedit
 from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError, UnsafeCheckpointError
 from ganedit.generators.formats.nvidia_pickle import load_network_pickle, read_nvidia_pickle
 from ganedit.generators.formats.rosinality import W_AVG_SAMPLES, read_rosinality
@@ -296,3 +297,35 @@ def test_labels_are_checked():
         unconditional(torch.randn(4, 16), torch.eye(3)[:4])
     with pytest.raises(ValueError, match=r"img must have shape \[\*, 3, 16, 16\]"):
         D(torch.randn(4, 3, 32, 32), torch.eye(3)[[0, 1, 2, 0]])
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_the_unfused_modulated_convolution_training_uses_is_the_same_function(up, demodulate):
+    """Training layers (module.training) take the unfused form, as NVIDIA's StyleGAN2 trains; it must give
+    the grouped form's outputs and gradients (float32 rounding apart)."""
+    from ganedit.generators.ops import modulated_conv2d, setup_filter
+
+    rng = torch.Generator().manual_seed(int(up) * 2 + int(demodulate))
+    x, weight, styles = (torch.randn(shape, generator=rng, requires_grad=True)
+                         for shape in ([4, 6, 8, 8], [5, 6, 3, 3], [4, 6]))  # fmt: skip
+    taps = setup_filter([1.0, 3.0, 3.0, 1.0]) if up else None
+    outputs, gradients = [], []
+    for fused in (True, False):
+        y = modulated_conv2d(x, weight, styles, demodulate, upsample_filter=taps, fused=fused)
+        outputs.append(y)
+        gradients.append(torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum(),
+                                             [x, weight, styles]))  # fmt: skip
+    assert outputs[0].shape == outputs[1].shape == (4, 5, 16 if up else 8, 16 if up else 8)
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
+    for unfused, grouped in zip(gradients[1], gradients[0], strict=True):
+        torch.testing.assert_close(unfused, grouped, atol=1e-4, rtol=1e-4)
+
+
+def test_a_generator_in_training_mode_draws_what_it_draws_in_eval_mode():
+    G = ganedit.load_generator("toy-stylegan2")
+    z = torch.randn([6, G.z_dim], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        drawn = {mode: G.train(mode)(z, None, noise_mode="const") for mode in (False, True)}
+    G.eval()
+    torch.testing.assert_close(drawn[True], drawn[False], atol=1e-4, rtol=0)

@@ -12,6 +12,11 @@ positives filter leaves out star-like samples too, so it unlearns more at a high
 looser filter (recall 0.95): PUL 80.5 %, toy fd 31.5. The detector's precision /
 recall against the oracle on 1,000 model samples: star 0.52 / 0.82, red 1.0 / 0.94 (toy-clip's space
 tells colours apart far better than the toy generator's blob-like shapes).
+
+Those star figures are one seed's, and one seed's star PUL moves by about +-20 points with the seed or with
+the float order (seeds 0-2 at 250 steps, one thread: detector 48.8 / 90.2 / 87.8 %, judged 56.1 / 48.8 /
+70.7 %; after the training step's switch to the unfused modulated convolution, seed 0: detector 51.2 %,
+judged 90.2 %). So the star comparison is of the means over seeds 0-2 (measured passing with 2 threads).
 """
 
 import json
@@ -55,30 +60,33 @@ def run(args: list[str], capsys) -> dict:
     return json.loads(out)
 
 
-@pytest.mark.parametrize(("attribute", "label"), [("shape", "star"), ("colour", "red")])
-def test_a_folder_of_negatives_alone_unlearns_as_well_as_the_judged_path(toy, tmp_path, capsys, attribute, label):
+@pytest.mark.parametrize(("attribute", "label", "seeds"), [("shape", "star", (0, 1, 2)), ("colour", "red", (0,))])
+def test_a_folder_of_negatives_alone_unlearns_as_well_as_the_judged_path(toy, tmp_path, capsys, attribute, label,
+                                                                          seeds):  # fmt: skip
+    """Means over `seeds` of both paths: one run's star PUL moves by +-20 points with the seed (or the float
+    order of another thread count), more than the margin, while red's is stable."""
     folder = folder_of_model_samples(toy, tmp_path, attribute, label)
-    detected = run(["unlearn", "--negatives", str(folder), "-o", str(tmp_path / "detected.safetensors")], capsys)
-    judged = run(["unlearn", "--feature", label, "-o", str(tmp_path / "judged.safetensors")], capsys)
-    assert detected["judge"].startswith("detector(") and "detector" in detected["pul_counted_by"]
-    assert judged["judge"].startswith("toy-oracle") and "pul_counted_by" not in judged
-
     oracle_judge = load_judge(f"toy:{attribute}")
     feature = resolve_label(oracle_judge, label)
-    pul = {}
-    for name in ("detected", "judged"):
-        after = ganedit.load_generator(tmp_path / f"{name}.safetensors")
-        pul[name] = evaluate_unlearning(toy, after, oracle_judge, feature, EVAL, seed=0)["pul"]
-    assert pul["detected"] >= pul["judged"] - MAX_PUL_SHORTFALL, pul
     oracle = load_oracle()
-    judged_fd, detected_fd = (
-        real_fid(ganedit.load_generator(tmp_path / f"{name}.safetensors"), oracle, attribute, label)
-        for name in ("judged", "detected")
-    )
-    assert detected_fd <= QUALITY_BUDGET * judged_fd, (judged_fd, detected_fd)
+    pul, fd = {"detected": [], "judged": []}, {"detected": [], "judged": []}
+    for seed in seeds:
+        for name, what in (("detected", ["--negatives", str(folder)]), ("judged", ["--feature", label])):
+            output = tmp_path / f"{name}-{seed}.safetensors"
+            report = run(["unlearn", *what, "--seed", str(seed), "-o", str(output)], capsys)
+            if name == "detected":
+                assert report["judge"].startswith("detector(") and "detector" in report["pul_counted_by"]
+            else:
+                assert report["judge"].startswith("toy-oracle") and "pul_counted_by" not in report
+            after = ganedit.load_generator(output)
+            pul[name].append(evaluate_unlearning(toy, after, oracle_judge, feature, EVAL, seed=0)["pul"])
+            fd[name].append(real_fid(after, oracle, attribute, label))
+    mean = {name: sum(values) / len(values) for name, values in pul.items()}
+    assert mean["detected"] >= mean["judged"] - MAX_PUL_SHORTFALL, pul
+    assert sum(fd["detected"]) <= QUALITY_BUDGET * sum(fd["judged"]), fd
 
     # the detector as saved in the model's provenance, against the oracle on 1,000 of the model's samples
-    provenance = ganedit.load_model(tmp_path / "detected.safetensors").metadata["provenance"]
+    provenance = ganedit.load_model(tmp_path / "detected-0.safetensors").metadata["provenance"]
     state = provenance["parameters"]["detector"]
     assert len(state["negative_scores"]) == 30 and state["topped_up"] > 0
     detector = from_state(state, load_clip("toy-clip"))

@@ -22,7 +22,15 @@ from ganedit.cli.main import (
     stage_seconds,
     timing_line,
 )
-from ganedit.cli.recipe import editing_command, model_output_grid, require, resolve
+from ganedit.cli.recipe import (
+    CARD_HELP,
+    check_card,
+    editing_command,
+    model_output_grid,
+    require,
+    resolve,
+    write_card_of,
+)
 from ganedit.errors import GaneditError
 from ganedit.procedures.embed_tune import EmbedTuneSettings
 from ganedit.settings import setting
@@ -45,6 +53,7 @@ class EmbedTuneRun:
     labels: str | None = setting(None, "Labels file of a local judge: one label per line, in output order.",
                                  metavar="FILE")  # fmt: skip
     patch: bool = setting(False, "Write only the tuned embeddings (a small patch file) to -o.")
+    card: bool = setting(False, CARD_HELP)
     grid: str | None = setting(None, "PNG of before / after samples, two rows per class, same latents.",
                                metavar="FILE")  # fmt: skip
     lpips: str | None = setting(None, "Distance of the report's mean pairwise diversity on held-out latents "
@@ -124,16 +133,17 @@ def embed_tune_command(model, recipe_file, as_json, device, quiet, offline, allo
                                perceptual=perceptual,
                                progress=lambda done, total: bar.update(task, done, total=total))  # fmt: skip
     lap("edit and evaluate")  # embed-tune scores the held-out latents as part of its rounds
-    parents = [parent_record(str(model), model_path)]
+    parents = [parent_record(str(model), model_path, bundle)]
     (et.save_patch if run.patch else et.save_model)(result, output, parents, resolved.recipe)
     if grid is not None:
         et.save_before_after_grid(result, grid)
+    card = write_card_of(run.card, output)
     lap("write")
     report = {
         "model": str(model),
         "judge": judge.name,
         "output": str(output),
-        "written": [str(output)] + ([str(grid)] if grid else []),
+        "written": [str(output)] + ([str(grid)] if grid else []) + card,
         "kind": "patch" if run.patch else "model",
         "grid": str(grid) if grid else None,
         "parameters": result.parameters,
@@ -189,9 +199,10 @@ Examples:
 @click.argument("patch_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("model")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Model to write.")
+@click.option("--card", is_flag=True, help=CARD_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
-def apply_patch_command(patch_file, model, output, as_json, device, quiet, offline, allow_nonfinite):
+def apply_patch_command(patch_file, model, output, card, as_json, device, quiet, offline, allow_nonfinite):
     """Apply an embed-tune patch (the tuned embeddings only) to the base model it was made from."""
     from ganedit.generators.formats import resolve_model_path
     from ganedit.procedures import embed_tune as et
@@ -202,6 +213,7 @@ def apply_patch_command(patch_file, model, output, as_json, device, quiet, offli
         raise GaneditError(f"{patch_file}: no such patch file; check the path")
     model_path = resolve_model_path(model)
     check_writable(output, inputs=[patch_file, model_path])
+    check_card(card, output)
     bundle = ganedit.load_model(model_path)
     check_room(output, [bundle.generator])
     generator, class_names = et.apply_patch(bundle.generator, patch_file, bundle.class_names)
@@ -209,13 +221,13 @@ def apply_patch_command(patch_file, model, output, as_json, device, quiet, offli
     provenance = make_provenance(
         "embed-tune",
         {**info["provenance"].get("parameters", {}), "applied_from_patch": str(patch_file)},
-        [parent_record(str(model), model_path), parent_record(str(patch_file), patch_file)],
+        [parent_record(str(model), model_path, bundle), parent_record(str(patch_file), patch_file)],
         seed=info["provenance"].get("seed"),
         evaluation=info["provenance"].get("evaluation"),
     )
     ganedit.save_checkpoint(output, generator, None, class_names, provenance)
     report = {"patch": str(patch_file), "model": str(model), "columns": columns, "output": str(output),
-              "written": [str(output)]}  # fmt: skip
+              "written": [str(output)] + write_card_of(card, output)}  # fmt: skip
     if as_json:
         emit_json(report)
     else:

@@ -29,18 +29,19 @@ def save_feature_grid(before, after, grid, seed: int, judge, feature_index, feat
 
 
 def judge_for(judge_spec: str | None, labels, feature: str, device: torch.device):
-    """(judge, index of the feature among its labels). `toy` is the toy oracle's head that names the feature."""
+    """(judge, index of the feature among its labels). `toy` (`toy-strict`) is the (strict) toy oracle's head
+    that names the feature."""
     from ganedit.judges import load_judge, resolve_label
 
     if judge_spec is None:
         raise GaneditError(f"which classifier recognises {feature!r}? give --judge SPEC (see `--help`)")
-    if judge_spec == "toy":
+    if judge_spec in ("toy", "toy-strict"):
         from ganedit.toy.world import ATTRIBUTES
 
         attribute = next((a for a, names in ATTRIBUTES.items() if feature.strip().lower() in names), None)
         if attribute is None:
             names = ", ".join(name for values in ATTRIBUTES.values() for name in values)
             raise GaneditError(f"unknown toy feature {feature!r}; choose one of: {names}")
-        judge_spec = f"toy:{attribute}"
+        judge_spec = f"{judge_spec}:{attribute}"
     judge = load_judge(judge_spec, labels, device)
     return judge, resolve_label(judge, feature)

@@ -23,7 +23,7 @@ from ganedit.cli.main import (
     stage_seconds,
     timing_line,
 )
-from ganedit.cli.recipe import editing_command, require, resolve
+from ganedit.cli.recipe import CARD_HELP, check_card, editing_command, require, resolve, write_card_of
 from ganedit.errors import GaneditError
 from ganedit.procedures.merge import MergeSettings
 from ganedit.settings import setting
@@ -47,6 +47,7 @@ class MergeRun:
     judge: str | None = setting(None, "Classifier for the report (per-class accuracy and FID vs each parent).",
                                 metavar="SPEC")  # fmt: skip
     eval_samples: int = setting(1000, "Fixed latents per class in the report.", min=2)
+    card: bool = setting(False, CARD_HELP)
     grid: str | None = setting(None, "PNG: per class, labelled rows parent, average (cocktail only: naive, or of the "
                                "rooted models), merged, on the same latents.", metavar="FILE")  # fmt: skip
     checkpoint_every: int = setting(100, "Write OUTPUT.resume every N steps (0 = only on Ctrl-C).", min=0)
@@ -100,6 +101,7 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
         require(None, "say where to write the merged model: -o FILE (or `output` in the recipe)")
     grid = Path(run.grid) if run.grid else None
     check_writable(output, grid, inputs=[*model_names, *run.rooted])
+    check_card(run.card, output)
     if not dry_run:
         from ganedit.store.lock import output_lock
 
@@ -166,7 +168,7 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
         )  # fmt: skip
     lap("edit")
 
-    parent_records = [parent_record(m, p) for m, p in zip(model_names, paths, strict=True)]
+    parent_records = [parent_record(m, p, b) for m, p, b in zip(model_names, paths, bundles, strict=True)]
     parent_records += [parent_record(p, Path(p)) for p in run.rooted]
     resolved_config = {"models": model_names, "names": class_names, "parent_classes": sources, **vars(settings)}
     parameters = {"config": resolved_config}
@@ -194,11 +196,12 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
     checkpoint.unlink(missing_ok=True)
     if grid is not None:
         _save_grid(parents, result, settings, grid)
+    card = write_card_of(run.card, output)
     lap("write")
     kept = ([str(keep / f"rooted-{j}.safetensors") for j, pair in enumerate(result.rooted) if pair is not None]
             if keep is not None and rooted_models is None and settings.rooting else [])  # fmt: skip
     report = {"models": model_names, "judge": None, "class_names": class_names, "output": str(output),
-              "written": [str(output)] + ([str(grid)] if grid else []) + kept,
+              "written": [str(output)] + ([str(grid)] if grid else []) + card + kept,
               "grid": str(grid) if grid else None, **evaluation}  # fmt: skip
     checks.add_fid(report, {"merged": result.generator}, settings.seed, lambda n: torch.arange(n) % len(parents))
     lap("evaluate")

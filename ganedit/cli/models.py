@@ -22,6 +22,7 @@ from ganedit.cli.main import (
     common_options,
     emit_json,
 )
+from ganedit.cli.recipe import CARD_HELP, check_card, write_card_of
 from ganedit.errors import GaneditError
 from ganedit.generators import sampling
 from ganedit.generators.registry import config_dict
@@ -240,9 +241,10 @@ Examples:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The .safetensors file to write.",
 )
+@click.option("--card", is_flag=True, help=CARD_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @common_options
-def convert(model, output, as_json, device, quiet, offline, allow_nonfinite):
+def convert(model, output, card, as_json, device, quiet, offline, allow_nonfinite):
     """Convert any supported checkpoint to ganedit's own format (safetensors with provenance)."""
     from ganedit.generators.formats import resolve_model_path
     from ganedit.store.provenance import make_provenance, parent_record
@@ -250,9 +252,10 @@ def convert(model, output, as_json, device, quiet, offline, allow_nonfinite):
     apply_common(device, quiet, offline, allow_nonfinite)
     path = resolve_model_path(model)
     check_writable(output, inputs=[path])
+    check_card(card, output)
     bundle = ganedit.load_model(path)
     check_room(output, [bundle.generator, bundle.discriminator])
-    provenance = make_provenance("convert", {"source_format": bundle.format}, [parent_record(str(model), path)])
+    provenance = make_provenance("convert", {"source_format": bundle.format}, [parent_record(str(model), path, bundle)])
     ganedit.save_checkpoint(
         output, bundle.generator, bundle.discriminator, bundle.class_names, provenance, extra=bundle.metadata
     )
@@ -260,7 +263,7 @@ def convert(model, output, as_json, device, quiet, offline, allow_nonfinite):
         "model": str(model),
         "format": bundle.format,
         "output": str(output),
-        "written": [str(output)],
+        "written": [str(output)] + write_card_of(card, output),
         "discriminator": bundle.discriminator is not None,
     }
     if as_json:

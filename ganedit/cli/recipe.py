@@ -140,4 +140,40 @@ def model_output_grid(run, inputs=()) -> tuple[str, Path, Path | None]:
     output = Path(require(run.output, "say where to write: -o FILE (or `output` in the recipe)"))
     grid = Path(run.grid) if run.grid else None
     check_writable(output, grid, inputs=[model, *inputs])
+    check_card(run.card, output)
     return model, output, grid
+
+
+CARD_HELP = "Also write a model card (README.md, Hugging Face format) beside the output: licence, recipe, evaluation."
+
+
+def check_card(wanted: bool, output: Path | None, folder: bool = False) -> None:
+    """With --card (`wanted`), refuse before any work a README.md beside `output` that is not a ganedit card."""
+    if wanted and output is not None:
+        from ganedit.store.card import check_card_target
+
+        check_card_target(output, folder)
+
+
+def write_card_of(wanted: bool, output: Path, folder: bool = False) -> list[str]:
+    """With --card, the model card of the model just written to `output` (its provenance read back from the
+    file, so that the card says what the file says); the paths written."""
+    if not wanted:
+        return []
+    from ganedit.store.card import write_card
+
+    provenance, class_names = written_provenance(output)
+    return [str(write_card(output, provenance, class_names, folder))]
+
+
+def written_provenance(path: Path) -> tuple[dict, list[str] | None]:
+    """The provenance and class names stored in a ganedit model or embed-tune patch file."""
+    import json
+
+    from ganedit.store.checkpoint import read_header
+
+    metadata, _ = read_header(path)
+    if "ganedit.patch" in metadata:
+        patch = json.loads(metadata["ganedit.patch"])
+        return patch["provenance"], patch.get("class_names")
+    return json.loads(metadata.get("ganedit.provenance", "{}")), json.loads(metadata.get("ganedit.class_names", "null"))

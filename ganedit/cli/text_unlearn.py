@@ -22,7 +22,7 @@ from ganedit.cli.main import (
     stage_seconds,
     timing_line,
 )
-from ganedit.cli.recipe import editing_command, model_output_grid, resolve
+from ganedit.cli.recipe import CARD_HELP, editing_command, model_output_grid, resolve, write_card_of
 from ganedit.errors import GaneditError
 from ganedit.procedures.text_unlearn import TextUnlearnSettings
 from ganedit.settings import setting
@@ -48,6 +48,7 @@ class TextUnlearnRun:
     labels: str | None = setting(None, "Labels file of a local judge.", metavar="FILE")
     checkpoint_every: int = setting(100, "Write OUTPUT.resume every N steps (0 = only on Ctrl-C).", min=0)
     eval_samples: int = setting(1000, "Fixed latents in the report.", min=2)
+    card: bool = setting(False, CARD_HELP)
     grid: str | None = setting(None, "PNG: rows before / after; columns where the judge saw the concept, then random.",
                                metavar="FILE")  # fmt: skip
 
@@ -154,7 +155,7 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
         "neutral_images": run.neutral_images,
         "perceptual": getattr(perceptual, "name", None),
     }
-    parents = [parent_record(str(model), model_path)]
+    parents = [parent_record(str(model), model_path, bundle)]
     lap("evaluate")
     provenance = make_provenance("text-unlearn", parameters, parents, settings.seed, evaluation,
                                  recipe=resolved.recipe)  # fmt: skip
@@ -163,9 +164,10 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     grid_columns = None  # what the grid's columns are: latents with the feature, random ones
     if grid is not None:
         grid_columns = save_feature_grid(G, result.generator, grid, settings.seed, judge, feature_index, feature)
+    card = write_card_of(run.card, output)
     lap("write")
     report = {"model": str(model), "judge": None, "output": str(output),
-              "written": [str(output)] + ([str(grid)] if grid else []), "grid": str(grid) if grid else None,
+              "written": [str(output)] + ([str(grid)] if grid else []) + card, "grid": str(grid) if grid else None,
               "grid_columns": grid_columns,
               "method": settings.method, "neutral": settings.neutral, **evaluation}  # fmt: skip
     checks.add_fid(report, {"before": G, "after": result.generator}, settings.seed)

@@ -23,7 +23,7 @@ from ganedit.cli.main import (
     stage_seconds,
     timing_line,
 )
-from ganedit.cli.recipe import editing_command, model_output_grid, resolve
+from ganedit.cli.recipe import CARD_HELP, editing_command, model_output_grid, resolve, write_card_of
 from ganedit.errors import ArchitectureMismatchError, GaneditError
 from ganedit.procedures.unlearn import UnlearnSettings
 from ganedit.settings import setting
@@ -56,6 +56,7 @@ class UnlearnRun:
                                  metavar="FILE")  # fmt: skip
     checkpoint_every: int = setting(100, "Write OUTPUT.resume every N steps (0 = only on Ctrl-C).", min=0)
     eval_samples: int = setting(1000, "Fixed latents the report judges.", min=2)
+    card: bool = setting(False, CARD_HELP)
     grid: str | None = setting(None, "PNG: rows before / after; columns where the judge saw the feature, then random.",
                                metavar="FILE")  # fmt: skip
 
@@ -165,7 +166,7 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
         )  # fmt: skip
     lap("edit")
 
-    parents = [parent_record(str(model), model_path)] + [parent_record(str(p), p) for p in adapted_files]
+    parents = [parent_record(str(model), model_path, bundle)] + [parent_record(str(p), p) for p in adapted_files]
     parameters = {
         **vars(settings),
         "negatives": str(negatives)
@@ -195,11 +196,12 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     grid_columns = None  # what the grid's columns are: latents with the feature, random ones
     if grid is not None:
         grid_columns = save_feature_grid(G, result.generator, grid, seed, judge, feature_index, feature)
+    card = write_card_of(run.card, output)
     lap("write")
     repulsion = settings.repulsion if method == "repulsion" else None
     kept = ([str(keep_adapted / f"adapted-{k}.safetensors") for k in range(len(result.adapted))]
             if keep_adapted is not None and adapted is None else [])  # fmt: skip
-    written = [str(output)] + ([str(grid)] if grid else []) + kept
+    written = [str(output)] + ([str(grid)] if grid else []) + card + kept
     report = {"model": str(model), "judge": None, "output": str(output), "written": written,
               "grid": str(grid) if grid else None,
               "grid_columns": grid_columns,

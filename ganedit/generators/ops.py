@@ -94,15 +94,23 @@ def modulated_conv2d(
     styles: torch.Tensor,
     demodulate: bool,
     upsample_filter: torch.Tensor | None = None,
+    fused: bool = True,
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution, as one grouped convolution over the batch.
+    """StyleGAN2's modulated convolution.
 
     x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I] (per-sample input-channel scales).
     With `upsample_filter`: a stride-2 transposed convolution followed by that FIR filter (gain 4),
     giving [N, O, 2H, 2W]; otherwise a same-size convolution, [N, O, H, W].
     Demodulation divides each output channel by the norm of its modulated weights, so any constant
     weight gain cancels and is not applied here.
+
+    fused: one grouped convolution over the batch with per-sample weights (what sampling uses); else the
+    activations are scaled by the styles, convolved with the shared weight and scaled by the demodulation
+    coefficients, the same function computed as StyleGAN2 trains (NVIDIA's `fused_modconv = not
+    training`): its backward is cheaper than the grouped one's (benchmarks/stylegan2_vs_nvidia.py).
     """
+    if not fused:
+        return _modulated_conv2d_unfused(x, weight, styles, demodulate, upsample_filter)
     batch, in_channels, height, width = x.shape
     out_channels, _, kernel, _ = weight.shape
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, in_channels, 1, 1)  # [NOIkk]
@@ -119,6 +127,26 @@ def modulated_conv2d(
         pad = (taps - 2) - (kernel - 1)  # total padding that brings the blurred result to exactly 2H
         x = upfirdn2d(x, upsample_filter, padding=((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0)
     return x.reshape(batch, out_channels, *x.shape[2:])
+
+
+def _modulated_conv2d_unfused(x, weight, styles, demodulate, upsample_filter):
+    """modulated_conv2d(fused=False): x * s, the shared convolution, then * d with
+    d[n, o] = (sum_i,k (weight[o, i, k] s[n, i])^2 + 1e-8)^-1/2 = ((s^2) @ (sum_k weight^2)^T + 1e-8)^-1/2."""
+    batch, in_channels = styles.shape
+    kernel = weight.shape[-1]
+    x = x * styles.to(x.dtype).reshape(batch, in_channels, 1, 1)
+    w = weight.to(x.dtype)
+    if upsample_filter is None:
+        x = F.conv2d(x, w, padding=kernel // 2)
+    else:
+        x = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)  # [N, O, 2H+k-2, 2W+k-2]
+        taps = upsample_filter.shape[0]
+        pad = (taps - 2) - (kernel - 1)
+        x = upfirdn2d(x, upsample_filter, padding=((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0)
+    if demodulate:
+        coefficients = (styles.square() @ weight.square().sum(dim=[2, 3]).T + 1e-8).rsqrt()  # [N, O]
+        x = x * coefficients.to(x.dtype).reshape(batch, -1, 1, 1)
+    return x
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:

@@ -232,8 +232,9 @@ class SynthesisLayer(nn.Module):
         assert_shape("SynthesisLayer input", x, [None, self.in_channels, in_resolution, in_resolution])
         styles = self.affine(w)  # [N, I]
         x = modulated_conv2d(
-            x, self.weight, styles, demodulate=True, upsample_filter=self.resample_filter if self.up else None
-        )  # [N, O, res, res]
+            x, self.weight, styles, demodulate=True, upsample_filter=self.resample_filter if self.up else None,
+            fused=not self.training,
+        )  # [N, O, res, res]; training: the unfused form, as StyleGAN2 trains (cheaper backward)
         if noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
         elif noise_mode == "random":
@@ -260,7 +261,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain  # [N, I]
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)  # [N, img_channels, H, W]
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=not self.training)  # [N, C, H, W]
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 

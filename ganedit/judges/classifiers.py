@@ -16,8 +16,14 @@ and it stays in eval mode, so gradients flow to the images only.
 | `places365-resnet18` (-resnet50, -alexnet, -densenet161) | a Places365 CNN from the Places365 authors |
 | `ARCH=PATH` (+ labels file)            | a local torchvision-architecture classifier (see below)      |
 | `PATH` (+ labels file)                 | the same, with ARCH in the safetensors metadata key `arch`   |
-| `toy` / `toy-oracle`                   | the toy world's oracle, over its `shape` attribute           |
+| `toy` / `toy-oracle`                   | the toy world's forgiving oracle, over its `shape` attribute |
 | `toy:colour`, `toy:background`         | the toy oracle over another attribute (`toy:shape` = `toy`)  |
+| `toy-strict` / `toy-oracle-strict`     | the toy world's strict oracle, over its `shape` attribute    |
+| `toy-strict:colour`, ...               | the strict oracle over another attribute (as `toy:...`)      |
+
+The toy judges are named `toy-oracle:ATTRIBUTE` and `toy-oracle-strict:ATTRIBUTE` in reports. The
+forgiving oracle accepts blurred, blob-like shapes (it is the procedures' judge); the strict one names a
+shape only where it is really drawn (ganedit.toy.oracle).
 
 Weights are real or the command stops: torchvision and Places365 weights are cached in
 `torch.hub.get_dir()/checkpoints` and downloaded there on first use unless offline; offline and missing,
@@ -58,6 +64,7 @@ PLACES365_ARCHS = ("resnet18", "resnet50", "alexnet", "densenet161")
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/{arch}_places365.pth.tar"
 PLACES365_PINS = "places365_sha256.json"
 TOY_SPECS = ("toy", "toy-oracle")
+STRICT_TOY_SPECS = ("toy-strict", "toy-oracle-strict")
 
 
 class Preprocess(nn.Module):
@@ -204,18 +211,19 @@ class Ensemble(nn.Module):
 
 
 class ToyOracleJudge(nn.Module):
-    """The toy world's oracle as a judge over one attribute (its `shape` classes by default).
+    """A toy world oracle as a judge over one attribute (its `shape` classes by default).
 
     The oracle takes toy images in [-1, 1]; images of another size are resized (bilinear, antialiased)
-    to the oracle's `resolution` (32 when it does not say).
+    to the oracle's `resolution` (32 when it does not say). `oracle_name` names the judge in reports as
+    `oracle_name:attribute` (`toy-oracle` or `toy-oracle-strict`).
     """
 
-    def __init__(self, oracle: nn.Module, attribute: str = "shape"):
+    def __init__(self, oracle: nn.Module, attribute: str = "shape", oracle_name: str = "toy-oracle"):
         super().__init__()
         self.oracle = oracle
         self.attribute = attribute
         self.labels = list(oracle.labels[attribute])
-        self.name = f"toy-oracle:{attribute}"
+        self.name = f"{oracle_name}:{attribute}"
         self.resolution = int(getattr(oracle, "resolution", 32))
         freeze(self)
 
@@ -504,18 +512,20 @@ def local_judge(arch: str | None, path: Path, labels_file: Path | None) -> Judge
     return Judge(network, labels, f"{arch}={path}", preprocess, last_linear(network))
 
 
-def toy_judge(attribute: str = "shape") -> ToyOracleJudge:
+def toy_judge(attribute: str = "shape", strict: bool = False) -> ToyOracleJudge:
+    """The shipped toy oracle over one attribute: the forgiving one, or with `strict` the strict one."""
     try:
         from ganedit.toy.oracle import load_oracle
     except ImportError:
         raise GaneditError("the toy oracle is not available in this ganedit (ganedit.toy.oracle is missing)") from None
-    oracle = load_oracle()
+    oracle = load_oracle(strict=strict)
+    spec, what = ("toy-strict", "strict toy oracle") if strict else ("toy", "toy oracle")
     if attribute not in oracle.labels:
         raise GaneditError(
-            f"the toy oracle has no attribute {attribute!r}; use one of: "
-            + ", ".join(f"toy:{name}" for name in oracle.labels)
+            f"the {what} has no attribute {attribute!r}; use one of: "
+            + ", ".join(f"{spec}:{name}" for name in oracle.labels)
         )
-    return ToyOracleJudge(oracle, attribute)
+    return ToyOracleJudge(oracle, attribute, "toy-oracle-strict" if strict else "toy-oracle")
 
 
 def load_judge(spec: str, labels_file: Path | str | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -531,10 +541,9 @@ def load_judge(spec: str, labels_file: Path | str | None = None, device: str | t
     else:
         if labels_file is not None:
             raise GaneditError(f"--labels is for a local classifier file (ARCH=PATH); {spec} brings its own labels")
-        if spec in TOY_SPECS:
-            judge = toy_judge()
-        elif spec.split(":")[0] in TOY_SPECS:
-            judge = toy_judge(spec.split(":", 1)[1])
+        base, colon, attribute = spec.partition(":")
+        if base in TOY_SPECS + STRICT_TOY_SPECS:
+            judge = toy_judge(attribute if colon else "shape", strict=base in STRICT_TOY_SPECS)
         elif spec.startswith("places365-"):
             judge = places365_judge(spec[len("places365-") :])
         else:

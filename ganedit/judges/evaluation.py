@@ -25,7 +25,9 @@ def judged(judge: nn.Module, images: torch.Tensor, batch_size: int = 250) -> tup
 
 def feature_space(judge_name: str) -> str:
     """The name a judge's feature space goes by in figure names: `oracle` for the toy oracle (any head),
-    else the judge's name made an identifier (`resnet50`, `places365_resnet18`)."""
+    `oracle_strict` for the strict one, else the judge's name made an identifier (`resnet50`, `places365_resnet18`)."""
+    if judge_name.startswith("toy-oracle-strict") or judge_name.split(":")[0] == "toy-strict":
+        return "oracle_strict"
     if judge_name.startswith("toy-oracle") or judge_name.split(":")[0] == "toy":
         return "oracle"
     if judge_name.startswith("detector("):  # ganedit.judges.detector: CLIP image embeddings

@@ -375,7 +375,9 @@ def text_unlearn(
     if settings.lpips_weight > 0 and perceptual is None:
         raise GaneditError("lpips_weight > 0 needs a perceptual distance (perceptual=...)")
     device = next(G.parameters()).device
-    G_f = freeze(copy.deepcopy(G))
+    # Both copies in training mode, so that they compute with the same (unfused) modulated convolution: at
+    # step 0 their images are then bit-identical and Delta_I is exactly 0 (see directional_loss).
+    G_f = freeze(copy.deepcopy(G)).train()
     G_t = copy.deepcopy(G).train().requires_grad_(False)
     named = layer_parameters(G_t, settings.layers)
     for _, parameter in named:

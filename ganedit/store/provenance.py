@@ -46,6 +46,7 @@ def make_provenance(
 
     `parents` is a list of {"source": <path or zoo name>, "sha256": <hex>} as returned by
     `parent_record`; `recipe` the resolved recipe of the run (`ganedit info OUT --recipe` prints it).
+    `licence`: what the model inherits from the parents whose records carry one (ganedit.store.card).
     """
     record = {
         "procedure": procedure,
@@ -58,9 +59,20 @@ def make_provenance(
     }
     if recipe is not None:
         record["recipe"] = recipe
+    licences = [parent["licence"] for parent in parents if parent.get("licence")]
+    if licences:
+        from ganedit.store.card import combined_licence
+
+        record["licence"] = combined_licence(licences)
     return record
 
 
-def parent_record(source: str, path: Path) -> dict:
-    """How a parent model is named in provenance: as the user named it, plus the hash of its bytes."""
-    return {"source": str(source), "sha256": sha256_of(path)}
+def parent_record(source: str, path: Path, bundle=None) -> dict:
+    """How a parent model is named in provenance: as the user named it, plus the hash of its bytes, and
+    with its loaded `bundle`, the licence it carries (ganedit.store.card.licence_of)."""
+    record = {"source": str(source), "sha256": sha256_of(path)}
+    if bundle is not None:
+        from ganedit.store.card import licence_of
+
+        record["licence"] = licence_of(bundle, source)
+    return record

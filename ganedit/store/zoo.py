@@ -198,6 +198,15 @@ REGISTRY: dict[str, ZooModel] = {
             "judge",
         ),
         _toy(
+            "toy-oracle-strict",
+            "toy-oracle-strict.safetensors",
+            "toy world: the strict oracle, trained on clean renderings only; the measure of whether a shape is "
+            "really drawn, the judge `--judge toy-strict` (scripts/train_toy_oracle.py --strict)",
+            "toy-oracle",
+            10,
+            "judge",
+        ),
+        _toy(
             "toy-clip",
             "toy-clip.safetensors",
             "toy world: tiny CLIP (open_clip ViT + text transformer) trained on toy images and captions; "

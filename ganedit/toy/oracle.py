@@ -1,9 +1,19 @@
-"""The toy world's oracle: a small CNN that names every attribute of a toy image, and the toy FID.
+"""The toy world's oracles: small CNNs that name every attribute of a toy image, and the toy FID.
 
-Trained by scripts/train_toy_oracle.py on freshly drawn toy images (with noise, blur and colour
-jitter, because it judges GAN samples, which are blurrier and noisier than renderings) and shipped as
-ganedit/data/toy-oracle.safetensors. It is differentiable with respect to its input, so procedures
-can back-propagate through it (embed-tune does).
+Two oracles of the same architecture and heads are shipped, both trained by scripts/train_toy_oracle.py
+on freshly drawn toy images:
+
+- the forgiving oracle, ganedit/data/toy-oracle.safetensors (`load_oracle()`, judge `toy`): trained on
+  blurred, noised and colour-jittered renderings, because it judges GAN samples, which are blurrier and
+  noisier than renderings. It also accepts blob-like samples as shapes; the toy generators were trained
+  against it and the procedures use it as their judge.
+- the strict oracle, ganedit/data/toy-oracle-strict.safetensors (`load_oracle(strict=True)`, judge
+  `toy-strict`): trained on clean renderings only (the renderer's own variety of size, position and
+  rotation, nothing else), so it names a shape only where the shape is really drawn. It is the
+  measure of that in tests and reports (scripts/measure_toy_world.py compares the two).
+
+Both are differentiable with respect to their input, so procedures can back-propagate through them
+(embed-tune does).
 
 The toy FID is the Frechet distance between Gaussians fitted to the oracle's penultimate features
 of two image sets, the toy world's stand-in for FID's Inception features.
@@ -27,6 +37,9 @@ from ganedit.store.atomic import atomic_write
 from ganedit.toy.world import ATTRIBUTES, RESOLUTION, ToyBatch
 
 ORACLE_PATH = Path(__file__).resolve().parents[1] / "data" / "toy-oracle.safetensors"
+STRICT_ORACLE_PATH = ORACLE_PATH.with_name("toy-oracle-strict.safetensors")
+TRAIN_COMMAND = "python scripts/train_toy_oracle.py"
+CLEAN_VIEWS = "clean"  # the strict oracle's training record: "views": "clean" (renderings as drawn)
 METADATA_KEY = "ganedit.toy_oracle"
 
 
@@ -98,16 +111,23 @@ def save_oracle(oracle: ToyOracle, path: Path | str, training: dict) -> Path:
     return atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
 
 
-def load_oracle(device: torch.device | str = "cpu", path: Path | str = ORACLE_PATH) -> ToyOracle:
-    """The shipped oracle, loaded strictly, in eval mode, with its parameters frozen."""
-    path = Path(path)
+def load_oracle(device: torch.device | str = "cpu", path: Path | str | None = None, strict: bool = False) -> ToyOracle:
+    """A toy oracle in eval mode, its parameters frozen, every tensor checked against the architecture.
+
+    device: where it is put.
+    path:   the oracle file (None: the shipped one that `strict` names).
+    strict: without a path, the strict oracle (trained on clean renderings only) instead of the
+            forgiving one (module docstring).
+    """
+    path = Path(path) if path is not None else STRICT_ORACLE_PATH if strict else ORACLE_PATH
+    retrain = TRAIN_COMMAND + (" --strict" if strict or path == STRICT_ORACLE_PATH else "")
     try:
         with safe_open(str(path), "pt") as stream:
             metadata = stream.metadata() or {}
             tensors = {name: stream.get_tensor(name) for name in stream.keys()}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointFormatError(
-            f"{path}: cannot read the toy oracle ({error}); recreate it with `python scripts/train_toy_oracle.py`"
+            f"{path}: cannot read the toy oracle ({error}); recreate it with `{retrain}`"
         ) from None
     if METADATA_KEY not in metadata:
         raise CheckpointFormatError(f"{path}: not a toy oracle file (no {METADATA_KEY} metadata)")
@@ -116,11 +136,16 @@ def load_oracle(device: torch.device | str = "cpu", path: Path | str = ORACLE_PA
     if config.labels != OracleConfig().labels:
         raise GaneditError(
             f"{path}: the toy oracle was trained on labels {config.labels}, which differ from this ganedit's "
-            "toy world; retrain it with `python scripts/train_toy_oracle.py`"
+            f"toy world; retrain it with `{retrain}`"
         )
     oracle = ToyOracle(config)
-    load_exact_state(oracle, tensors, str(path), hint="retrain it with `python scripts/train_toy_oracle.py`")
+    load_exact_state(oracle, tensors, str(path), hint=f"retrain it with `{retrain}`")
     oracle.training_record = record["training"]
+    if strict and oracle.training_record.get("views") != CLEAN_VIEWS:
+        raise GaneditError(
+            f"{path}: not a strict toy oracle (its training record does not say it saw {CLEAN_VIEWS} views only); "
+            f"retrain it with `{retrain}`"
+        )
     return freeze(oracle).to(device)
 
 

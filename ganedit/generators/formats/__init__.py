@@ -4,6 +4,7 @@
 |--------------------------------------------|---------------------------------------------------|
 | a folder with config.json                  | BigGAN-deep, pytorch-pretrained-biggan            |
 | safetensors with ganedit metadata          | ganedit's own                                     |
+| safetensors with G_ema_init_kwargs         | StyleGAN2, NVIDIA state (`ganedit export`)        |
 | a torch.save file with BigGAN keys         | BigGAN-deep (`pytorch_model.bin`, config.json beside it) |
 | a torch.save file with g / g_ema           | StyleGAN2, rosinality                             |
 | a plain pickle                             | StyleGAN2, NVIDIA network pickle                  |
@@ -23,7 +24,7 @@ from ganedit.generators.registry import file_data_errors
 
 SUPPORTED = (
     "BigGAN-deep folders (config.json + pytorch_model.bin), StyleGAN2 rosinality .pt, "
-    "StyleGAN2 NVIDIA .pkl, ganedit .safetensors"
+    "StyleGAN2 NVIDIA .pkl or state .safetensors, ganedit .safetensors"
 )
 # torch.save's legacy (non-zip) files start with a pickled magic number.
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
@@ -126,6 +127,7 @@ def _read_by_content(path: Path) -> ModelBundle:
     from ganedit.generators.formats.biggan import read_biggan_folder
     from ganedit.generators.formats.ganedit_file import read_ganedit_checkpoint
     from ganedit.generators.formats.nvidia_pickle import read_nvidia_pickle
+    from ganedit.generators.formats.nvidia_state import is_nvidia_state, read_nvidia_state
     from ganedit.generators.formats.rosinality import read_rosinality
     from ganedit.store.checkpoint import read_header
 
@@ -150,6 +152,8 @@ def _read_by_content(path: Path) -> ModelBundle:
         metadata, _ = read_header(path)
         if "ganedit.format_version" in metadata:
             return read_ganedit_checkpoint(path)
+        if is_nvidia_state(metadata):
+            return read_nvidia_state(path)
         raise CheckpointFormatError(
             f"{path}: a safetensors file without ganedit metadata, so its architecture is unknown; "
             "convert the original checkpoint with `ganedit convert`"

@@ -3,6 +3,8 @@
 A model is a folder holding `config.json` and `pytorch_model.bin` (a pickled state dict of tensors,
 read weights-only). The package's legacy downloads name the two files `<name>-config.json` and
 `<name>-pytorch_model.bin`; given such a `.bin`, the reader looks for `<name>-config.json` beside it.
+A folder written by ganedit (`write_biggan_folder`) may also hold `class_names.json`, one name per class,
+which the package ignores.
 """
 
 import itertools
@@ -12,15 +14,17 @@ from pathlib import Path
 
 import torch
 
-from ganedit.errors import CheckpointFormatError
+from ganedit.errors import CheckpointFormatError, GaneditError
 from ganedit.generators.biggan_deep import BigGANDeep
-from ganedit.generators.formats.bundle import ModelBundle
+from ganedit.generators.formats.bundle import ModelBundle, plain_state
 from ganedit.generators.registry import build, load_exact_state
+from ganedit.store.atomic import atomic_write, make_folder
 from ganedit.store.safe_torch import safe_torch_load
 
 FORMAT = "biggan-deep (pytorch-pretrained-biggan)"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
+CLASS_NAMES_NAME = "class_names.json"
 
 
 def _published_config(output_dim: int, mults: list[int]) -> dict:
@@ -88,7 +92,7 @@ def read_biggan_folder(path: Path) -> ModelBundle:
         discriminator=None,
         format=FORMAT,
         source=str(path),
-        class_names=_imagenet_class_names() if config.num_classes == 1000 else None,
+        class_names=_class_names(config_path.parent, config.num_classes),
         metadata={"config": asdict(config)},
     )
 
@@ -117,6 +121,59 @@ def _locate_files(path: Path) -> tuple[Path, Path]:
             f"{path}: no {WEIGHTS_NAME}; {how_to_fix}: put the model's weights there under that name"
         )
     return config_path, weights_path
+
+
+def _class_names(folder: Path, num_classes: int) -> list[str] | None:
+    """The names in the folder's class_names.json, else ImageNet's for a 1000-class model, else None."""
+    path = folder / CLASS_NAMES_NAME
+    if not path.is_file():
+        return _imagenet_class_names() if num_classes == 1000 else None
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:
+        raise CheckpointFormatError(f"{path}: not valid JSON ({error}); remove it or export the model again") from None
+    if not (isinstance(names, list) and len(names) == num_classes and all(isinstance(name, str) for name in names)):
+        raise CheckpointFormatError(
+            f"{path}: expected a list of {num_classes} class names (one per class of {CONFIG_NAME}); remove it or "
+            "export the model again"
+        )
+    return names
+
+
+PACKAGE_FIRST_MULT = 16  # pytorch-pretrained-biggan's gen_z makes 16 x channel_width channels at 4x4, always
+
+
+def biggan_folder_refusal(generator: BigGANDeep) -> str | None:
+    """Why pytorch-pretrained-biggan's BigGAN cannot be built for this generator, or None."""
+    first = generator.config.layers[0][1]
+    if first != PACKAGE_FIRST_MULT:
+        return (
+            f"pytorch-pretrained-biggan's Generator starts from {PACKAGE_FIRST_MULT} x channel_width channels at 4x4 "
+            f"whatever its config says, and this model's first block takes {first} x channel_width (layers[0] is "
+            f"{generator.config.layers[0]})"
+        )
+    return None
+
+
+def write_biggan_folder(folder: Path, generator: BigGANDeep, class_names: list[str] | None) -> list[Path]:
+    """Write `generator` as a pytorch-pretrained-biggan model folder, atomically file by file: config.json and
+    pytorch_model.bin (what `BigGAN.from_pretrained(folder)` loads), and class_names.json when the model has
+    names. Returns the files written."""
+    names_path = folder / CLASS_NAMES_NAME
+    if class_names is None and names_path.exists():
+        raise GaneditError(
+            f"{names_path} belongs to another model (this one has no class names) and would name its classes when "
+            "the folder is read; remove it, or export into a new folder"
+        )
+    make_folder(folder)
+    config = json.dumps(asdict(generator.config), indent=2, sort_keys=True) + "\n"  # as the package writes it
+    files = [atomic_write(folder / CONFIG_NAME, lambda temporary: Path(temporary).write_text(config, encoding="utf-8"))]
+    state = plain_state(generator)
+    files.append(atomic_write(folder / WEIGHTS_NAME, lambda temporary: torch.save(state, temporary)))
+    if class_names is not None:
+        names = json.dumps(list(class_names), indent=1) + "\n"
+        files.append(atomic_write(names_path, lambda temporary: Path(temporary).write_text(names, encoding="utf-8")))
+    return files
 
 
 def _imagenet_class_names() -> list[str]:

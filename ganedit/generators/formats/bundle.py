@@ -15,3 +15,12 @@ class ModelBundle:
     source: str  # the path that was read
     class_names: list[str] | None = None  # one name per class, where the checkpoint has them
     metadata: dict = field(default_factory=dict)  # provenance (ganedit files) and format extras
+
+
+def plain_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's state dict as contiguous CPU copies, floating point in float32: what a writer stores."""
+    state = {}
+    for key, tensor in module.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        state[key] = (tensor.float() if tensor.is_floating_point() else tensor).contiguous().clone()
+    return state

@@ -15,6 +15,7 @@ and recorded as such in the bundle's metadata.
 
 import argparse
 import dataclasses
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ganedit.errors import ArchitectureMismatchError, CheckpointFormatError
-from ganedit.generators.formats.bundle import ModelBundle
+from ganedit.generators.formats.bundle import ModelBundle, plain_state
 from ganedit.generators.ops import filter_taps, setup_filter
 from ganedit.generators.registry import build, load_exact_state
 from ganedit.generators.stylegan2 import MAX_RESOLUTION, StyleGAN2Discriminator, StyleGAN2Generator
@@ -341,3 +342,154 @@ def _per_channel_bias(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.ndim != 4 or tensor.shape[0] != 1 or tensor.shape[2:] != (1, 1):
         raise ValueError("expected [1, C, 1, 1]")
     return tensor.reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing: the reader's renaming, inverted
+
+# rosinality's Generator and Discriminator build their widths from this table (channel_multiplier cm).
+CHANNEL_TABLE = "{4..32: 512, 64: 256 cm, 128: 128 cm, 256: 64 cm, 512: 32 cm, 1024: 16 cm}"
+TABLE_RESOLUTIONS = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# The blur kernels the reader checks and skips, named after the weight of the layer that resamples:
+# rosinality's upsampling convs (convs.{2i}) and every to_rgbs, the discriminator's conv2 and skip.
+GENERATOR_KERNELS = [
+    (re.compile(r"(convs\.\d*[02468]\.conv)\.weight"), r"\1.blur.kernel"),
+    (re.compile(r"(to_rgbs\.\d+)\.conv\.weight"), r"\1.upsample.kernel"),
+]
+DISCRIMINATOR_KERNELS = [(re.compile(r"(convs\.\d+\.(conv2|skip))\.1\.weight"), r"\1.0.kernel")]
+
+
+def rosinality_refusal(generator: StyleGAN2Generator, discriminator: StyleGAN2Discriminator | None) -> str | None:
+    """Why rosinality's Generator / Discriminator cannot hold these networks, or None."""
+    config = generator.config
+    if config.c_dim:
+        return (
+            f"rosinality's StyleGAN2 is unconditional and this generator is class-conditional ({config.c_dim} classes)"
+        )
+    if config.z_dim != config.w_dim:
+        return (
+            f"rosinality's Generator has one style_dim for z and w, this generator has z {config.z_dim}, "
+            f"w {config.w_dim}"
+        )
+    if config.img_channels != 3:
+        return f"rosinality's networks make RGB images, this generator makes {config.img_channels} channels"
+    if config.mapping_lr_multiplier != MAPPING_LR_MULTIPLIER:
+        return (
+            f"rosinality's checkpoints do not record the mapping learning-rate multiplier (its readers assume "
+            f"{MAPPING_LR_MULTIPLIER}), this generator's is {config.mapping_lr_multiplier}"
+        )
+    if discriminator is not None:
+        stddev = (discriminator.config.mbstd_group_size, discriminator.config.mbstd_num_channels)
+        if stddev != (MBSTD_GROUP_SIZE, MBSTD_NUM_CHANNELS):
+            return (
+                f"rosinality's Discriminator fixes its minibatch stddev at group {MBSTD_GROUP_SIZE}, "
+                f"{MBSTD_NUM_CHANNELS} channel; this one has group {stddev[0]}, {stddev[1]} channels"
+            )
+    return None
+
+
+def rosinality_checkpoint(generator: StyleGAN2Generator, discriminator: StyleGAN2Discriminator | None) -> dict:
+    """What a rosinality `.pt` of these networks holds (networks rosinality_refusal accepts): `g_ema` and
+    `latent_avg`, with a discriminator also `d` and `g` (g_ema's tensors: ganedit keeps one generator), all
+    plain tensors.
+
+    Each state is the reader's renaming inverted, then renamed back to check that the reader recovers the
+    network's tensors exactly.
+    """
+    state = plain_state(generator)
+    latent_avg = state.pop("mapping.w_avg")
+    g_ema = _inverted(state, _generator_rules())
+    g_ema.update(_kernels(g_ema, GENERATOR_KERNELS, generator.config.resample_filter, GENERATOR_FILTER_GAIN))
+    _check_inverse(g_ema, state, _generator_rules(), GENERATOR_FILTERS, generator.config, GENERATOR_FILTER_GAIN)
+    checkpoint = {"g_ema": g_ema, "latent_avg": latent_avg}
+    if discriminator is not None:
+        rules = _discriminator_rules(discriminator.config.img_resolution)
+        state = plain_state(discriminator)
+        d = _inverted(state, rules)
+        d.update(_kernels(d, DISCRIMINATOR_KERNELS, discriminator.config.resample_filter, DISCRIMINATOR_FILTER_GAIN))
+        _check_inverse(d, state, rules, DISCRIMINATOR_FILTERS, discriminator.config, DISCRIMINATOR_FILTER_GAIN)
+        checkpoint.update(g=dict(g_ema), d=d)
+    return checkpoint
+
+
+def channel_multiplier(channels: list[int]) -> int | None:
+    """The channel_multiplier whose rosinality table gives `channels` (widths from 4 px up), or None."""
+    if len(channels) > len(TABLE_RESOLUTIONS) or any(width != 512 for width in channels[:4]):
+        return None
+    if len(channels) <= 4:
+        return 2  # rosinality's default: the table does not depend on it below 64 px
+    multiplier, remainder = divmod(channels[4], 256)
+    table = [512] * 4 + [16384 * multiplier // resolution for resolution in TABLE_RESOLUTIONS[4:]]
+    return multiplier if remainder == 0 and multiplier > 0 and channels == table[: len(channels)] else None
+
+
+def _inverted(state: dict[str, torch.Tensor], rules: list[Rule]) -> dict[str, torch.Tensor]:
+    """The rosinality tensors that `rules` rename into `state`: every key the rules' patterns spell (indices
+    below len(state)) whose ganedit name is in `state`, its tensor given rosinality's shape back."""
+    found = {}
+    for pattern, rename, reshape in rules:
+        for key in _spellings(pattern, len(state)):
+            try:
+                name = rename(pattern.fullmatch(key))
+            except ValueError:  # an index no StyleGAN2 has
+                continue
+            if name in state:
+                found[name] = (key, reshape)
+    missing = [name for name in state if name not in found]
+    if missing:
+        raise AssertionError(f"rosinality's StyleGAN2 has no place for the tensor {missing[0]!r}")
+    return {key: _restored(state[name], reshape) for name, (key, reshape) in found.items()}
+
+
+def _spellings(pattern: re.Pattern, bound: int) -> list[str]:
+    r"""Every key `pattern` matches with its digit groups below `bound`: the rules' patterns are literal text
+    with escaped dots, `(\d+)` and groups of alternatives such as `(weight|bias)`."""
+    choices = []
+    for part in re.split(r"(\([^()]*\))", pattern.pattern):
+        if part == r"(\d+)":
+            choices.append([str(index) for index in range(bound)])
+        elif part.startswith("("):
+            choices.append(part[1:-1].split("|"))
+        else:
+            choices.append([re.sub(r"\\(.)", r"\1", part)])
+    keys = ["".join(spelled) for spelled in itertools.product(*choices)]
+    if not all(pattern.fullmatch(key) for key in keys):
+        raise AssertionError(f"cannot spell the keys of {pattern.pattern!r}")
+    return keys
+
+
+def _restored(tensor: torch.Tensor, reshape: Reshape) -> torch.Tensor:
+    """`tensor` in rosinality's shape. The reader's reshapes only drop rosinality's axes of size 1, so that is
+    the first of these shapes that `reshape` turns back into the tensor's own."""
+    shape = list(tensor.shape)
+    candidates = [[1, *shape], [1, 1, *shape], shape] + ([[1, shape[0], 1, 1]] if tensor.ndim == 1 else [])
+    for candidate in candidates:
+        try:
+            if reshape(tensor.reshape(candidate)).shape == tensor.shape:
+                return tensor.reshape(candidate)
+        except ValueError:
+            continue
+    raise AssertionError(f"no rosinality shape for a tensor of shape {shape}")
+
+
+def _kernels(state: dict[str, torch.Tensor], owners: list, taps: list[float], gain: float) -> dict[str, torch.Tensor]:
+    """The blur kernels rosinality stores beside the weights of its resampling layers."""
+    kernel = setup_filter(taps) * gain
+    return {
+        pattern.sub(name, key): kernel.clone() for key in state for pattern, name in owners if pattern.fullmatch(key)
+    }
+
+
+def _check_inverse(
+    written: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    rules: list[Rule],
+    filters: re.Pattern,
+    config,
+    gain: float,
+) -> None:
+    """The reader must turn `written` back into exactly `state`, blur kernels included."""
+    _check_filters(written, filters, config.resample_filter, gain, "the exported state")
+    renamed = _rename(written, rules, filters, "the exported state")
+    if renamed.keys() != state.keys() or not all(torch.equal(renamed[key], state[key]) for key in state):
+        raise AssertionError("the rosinality state does not read back as the network's")
