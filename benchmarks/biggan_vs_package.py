@@ -22,16 +22,14 @@ dependency: `pip install pytorch-pretrained-biggan` to run this.
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
+from common import device_description, peak_memory_gib, reset_peak_memory, time_interleaved
 
 import ganedit
 from ganedit.generators.formats.biggan import PUBLISHED_CONFIGS
@@ -169,30 +167,6 @@ def compare(ganedit_model, package_model, args, device) -> dict:
         "max_abs_diff_embedding_grad": (grad_ours - grad_theirs).abs().max().item(),
         "embedding_grad_max": grad_theirs.abs().max().item(),
     }
-
-
-def timed(step, device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    step()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def time_interleaved(steps: dict, repeats: int, device) -> dict:
-    """Median seconds per step of each named step, run in turn (one warm-up round first).
-
-    Odd rounds run the steps in reverse order (A B, B A, A B, ...), so that neither side always runs
-    right after the other: drift of a shared machine falls on both alike.
-    """
-    times = {name: [] for name in steps}
-    for round_index in range(repeats + 1):
-        order = list(steps) if round_index % 2 == 0 else list(reversed(steps))
-        for name in order:
-            seconds = timed(steps[name], device)
-            if round_index > 0:
-                times[name].append(seconds)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def time_resolution(models: dict, resolution: int, max_abs_diff: float, args, device) -> list[dict]:

@@ -1,6 +1,8 @@
 """What every benchmark shares: the device's name and peak, synchronised timing, peak memory."""
 
 import platform
+import statistics
+import time
 
 import torch
 
@@ -30,3 +32,27 @@ def device_description(device: torch.device) -> tuple[str, float | None]:
     name = torch.cuda.get_device_name(device)
     peak = next((tflops for part, tflops in PEAK_BF16_TFLOPS if part in name), None)
     return name, peak
+
+
+def timed(step, device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    step()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_interleaved(steps: dict, repeats: int, device) -> dict:
+    """Median seconds per step of each named step, run in turn (one warm-up round first).
+
+    Odd rounds run the steps in reverse order (A B, B A, A B, ...), so that neither side always runs
+    right after the other: drift of a shared machine falls on both alike.
+    """
+    times = {name: [] for name in steps}
+    for round_index in range(repeats + 1):
+        order = list(steps) if round_index % 2 == 0 else list(reversed(steps))
+        for name in order:
+            seconds = timed(steps[name], device)
+            if round_index > 0:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -62,16 +62,14 @@ import copy
 import json
 import os
 import pickle
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
-from common import device_description, peak_memory_gib, reset_peak_memory, synchronize
+from common import device_description, peak_memory_gib, reset_peak_memory, time_interleaved
 
 import ganedit
 from ganedit.engine.adversarial import discriminator_loss, generator_loss
@@ -328,30 +326,6 @@ def compare(models: dict, setting: dict, seed: int, device: torch.device) -> dic
         if not difference < TOLERANCE:
             raise AssertionError(f"ganedit and the peer differ in {what} by {difference:.3g} (tolerance {TOLERANCE})")
     return checks
-
-
-def timed(step, device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    step()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def time_interleaved(steps: dict, repeats: int, device) -> dict:
-    """Median seconds per step of each named step, run in turn (one warm-up round first).
-
-    Odd rounds run the steps in reverse order (A B, B A, A B, ...), so that neither side always runs
-    right after the other: drift of a shared machine falls on both alike.
-    """
-    times = {name: [] for name in steps}
-    for round_index in range(repeats + 1):
-        order = list(steps) if round_index % 2 == 0 else list(reversed(steps))
-        for name in order:
-            seconds = timed(steps[name], device)
-            if round_index > 0:
-                times[name].append(seconds)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def time_setting(models: dict, name: str, setting: dict, max_abs_diff: float, args, device) -> list[dict]:
