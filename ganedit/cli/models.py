@@ -26,6 +26,7 @@ from ganedit.cli.recipe import CARD_HELP, check_card, write_card_of
 from ganedit.errors import GaneditError
 from ganedit.generators import sampling
 from ganedit.generators.registry import config_dict
+from ganedit.judges import weights
 from ganedit.settings import to_toml
 from ganedit.store import zoo
 
@@ -342,23 +343,68 @@ def zoo_list(as_json):
     "download",
     context_settings=CONTEXT,
     epilog="""\b
-Example:
-  ganedit zoo download biggan-deep-256""",
+Examples:
+  ganedit zoo download biggan-deep-256
+  ganedit zoo download --judges resnet50,vit_b_16 --clip ViT-B-32 --lpips alex,vgg --inception
+  ganedit zoo download stylegan2-ffhq-256 --all-aux --json     # warm a CI cache in one step
+
+\b
+--judges SPECS   torchvision classifiers as --judge / --classifier name them (resnet50,
+                 resnet50:IMAGENET1K_V2, places365-resnet18), into the torch hub cache
+--clip SPECS     open_clip models as --clip names them (ViT-B-32, ViT-B-16:laion2b_s34b_b88k),
+                 into the Hugging Face hub cache
+--lpips NETS     LPIPS trunks (alex, vgg; their linear weights ship with the lpips package)
+--inception      torch-fidelity's Inception (FID, KID, IS, precision / recall)
+--all-aux        all the weights ganedit's defaults use: resnet50, ViT-B-32, alex and vgg, Inception
+Lists are comma-separated, and each option can be repeated. Each is loaded once, as a run loads it,
+so later runs find it cached (offline too). Offline mode (GANEDIT_OFFLINE=1 / HF_HUB_OFFLINE=1) refuses.""",
 )
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--judges", multiple=True, metavar="SPECS", help="Classifier weights to fetch (comma-separated).")
+@click.option("--clip", "clips", multiple=True, metavar="SPECS", help="CLIP weights to fetch (comma-separated).")
+@click.option("--lpips", multiple=True, metavar="NETS", help="LPIPS networks to fetch: alex, vgg (comma-separated).")
+@click.option("--inception", is_flag=True, help="Fetch torch-fidelity's Inception weights.")
+@click.option("--all-aux", is_flag=True, help="Fetch every judge, CLIP, LPIPS and Inception weight the defaults use.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print where the model is, and what was downloaded, as JSON.")
-def zoo_download(name, quiet, as_json):
-    """Download a zoo model into the cache (and pin its sha256 on first download)."""
+def zoo_download(name, judges, clips, lpips, inception, all_aux, quiet, as_json):
+    """Download a zoo model into the cache (and pin its sha256 on first download), and the weights of
+    judges, CLIP, LPIPS and Inception into theirs."""
+    aux = {
+        "judges": _comma_list(judges),
+        "clips": _comma_list(clips),
+        "lpips": _comma_list(lpips),
+        "inception": inception,
+    }
+    if all_aux:
+        aux = {key: value or weights.AUX_DEFAULTS[key] for key, value in aux.items()}
+    if name is None and not any(aux.values()):
+        raise click.UsageError("say what to download: a zoo model NAME and/or --judges / --clip / --lpips / "
+                               "--inception / --all-aux")  # fmt: skip
     stderr_console().quiet = quiet
     zoo.set_download_progress(DownloadBar)
-    entry = zoo.lookup(name)
-    folder = zoo.model_dir(entry)
-    missing = [folder / file for file, cached in zoo.cached_files(entry).items() if not cached]
-    with quiet_third_party(quiet):
-        path = zoo.resolve(name, offline=False)
-    if as_json:
+    path, written, fetched = None, [], []
+    if name is not None:
+        entry = zoo.lookup(name)
+        folder = zoo.model_dir(entry)
+        missing = [folder / file for file, cached in zoo.cached_files(entry).items() if not cached]
+        with quiet_third_party(quiet):
+            path = zoo.resolve(name, offline=False)
         written = [str(file) for file in missing if file.is_file()]
-        emit_json({"model": name, "path": str(path), "written": written})
-    else:
+    if any(aux.values()):
+        with quiet_third_party(quiet):
+            fetched = weights.fetch_aux_weights(**aux)
+    written += [file for record in fetched for file in record["written"]]
+    if as_json:
+        emit_json({"model": name, "path": None if path is None else str(path), "aux": fetched, "written": written})
+        return
+    if name is not None:
         stdout_console().print(f"{name}: {path}")
+    for record in fetched:
+        files = ", ".join(record["written"]) or "already cached"
+        stdout_console().print(f"{record['kind']} {record['name']}: {files}", markup=False, highlight=False)
+
+
+def _comma_list(values: tuple[str, ...]) -> tuple[str, ...]:
+    """`--judges a,b --judges c` as ("a", "b", "c")."""
+    return tuple(item.strip() for value in values for item in value.split(",") if item.strip())

@@ -7,20 +7,23 @@ first use) in a `sha256.json` beside the files and verified on every later load;
 says which of the two applies.
 
 Files are cached under `$GANEDIT_CACHE`, else `$TORCH_HOME/ganedit`, else `~/.cache/torch/ganedit`
-(the standard torch cache), one folder per model. Downloads are written atomically and report their
-progress to the hook the command line installs (`set_download_progress`; silent without one).
-Offline mode (`--offline`, `GANEDIT_OFFLINE=1` or `HF_HUB_OFFLINE=1`) never touches the network.
+(the standard torch cache), one folder per model. Files are fetched by `ganedit.store.downloads`
+(Hugging Face Hub addresses through huggingface_hub; others resumed, retried and locked), written
+atomically, and report their progress to the hook the command line installs (`set_download_progress`;
+silent without one). Offline mode (`--offline`, `GANEDIT_OFFLINE=1` or `HF_HUB_OFFLINE=1`) never touches
+the network.
+
+The weights the judges load (torchvision classifiers, CLIP, LPIPS, Inception) live in their libraries'
+own caches; `ganedit.judges.weights.fetch_aux_weights` warms those.
 """
 
-import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ganedit.errors import GaneditError
+from ganedit.store.downloads import download, set_download_progress  # noqa: F401 (the CLI installs its bar here)
 
 BIGGAN_S3 = "https://s3.amazonaws.com/models.huggingface.co/biggan/"
 NVIDIA_NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
@@ -300,7 +303,7 @@ def resolve(name: str, offline: bool | None = None) -> Path:
                     "that folder, or pass the model's path instead of its name"
                 )
             folder.mkdir(parents=True, exist_ok=True)
-            download(f"zoo model {model.name!r}", file.urls, target, file.sha256)
+            download(f"zoo model {model.name!r}", file.urls, target, file.sha256, offline=False)
         check_pin(target, folder / "sha256.json", file.sha256)
     return folder / model.load_path if model.load_path else folder
 
@@ -334,52 +337,3 @@ def check_pin(target: Path, pin_file: Path, published: str | None = None) -> Non
             f"{target} has sha256 {actual[:16]}..., expected {expected[:16]}... ({where}); "
             "delete the file to download it again"
         )
-
-
-_download_progress = None
-
-
-def set_download_progress(factory) -> None:
-    """Install how downloads show progress: factory(description, total_bytes or None) returns a context
-    manager with an `advance(n)` method (the command line's progress bar); None = silent."""
-    global _download_progress
-    _download_progress = factory
-
-
-class _Silent:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, n: int) -> None:
-        pass
-
-
-def download(label: str, urls: tuple[str, ...], target: Path, sha256: str | None = None) -> None:
-    """Fetch the first of `urls` that answers into `target` (atomically), reporting progress to the hook."""
-    errors = []
-    for url in urls:
-        partial = target.with_name(target.name + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                digest = hashlib.sha256()
-                progress = (_download_progress or (lambda *_: _Silent()))(f"{label}: {target.name}", total)
-                with open(partial, "wb") as out, progress:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        progress.advance(len(chunk))
-            if sha256 and digest.hexdigest() != sha256:
-                raise GaneditError(f"downloaded {target.name} from {url} has the wrong sha256")
-            os.replace(partial, target)
-            return
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
-            partial.unlink(missing_ok=True)
-            errors.append(f"{url}: {getattr(error, 'reason', error)}")
-    raise GaneditError(
-        f"{label}: could not download {target.name} ({'; '.join(errors)}); "
-        f"download it by hand into {target.parent}, or pass a local path instead of a name"
-    )
