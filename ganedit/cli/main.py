@@ -120,7 +120,49 @@ def apply_common(device: str, quiet: bool, offline: bool, allow_nonfinite: bool 
         os.environ["GANEDIT_OFFLINE"] = "1"
     if allow_nonfinite:
         os.environ["GANEDIT_ALLOW_NONFINITE"] = "1"  # read by ganedit.load_model
-    return resolve_device(device)
+    resolved = resolve_device(device)
+    from ganedit.engine import distributed
+
+    if distributed.launched_by_torchrun():
+        resolved = _join_processes(resolved, distributed)
+    return resolved
+
+
+DISTRIBUTED_COMMANDS = ("unlearn", "merge", "text-unlearn")  # the commands that train data-parallel under torchrun
+
+
+def _join_processes(device: torch.device, distributed) -> torch.device:
+    """Under torchrun: join the run's process group (ganedit.engine.distributed), on this process's device;
+    processes other than rank 0 print nothing but their own failures, and write nothing."""
+    context = click.get_current_context(silent=True)
+    command = context.command_path.removeprefix("ganedit").strip() if context is not None else "?"
+    if command not in DISTRIBUTED_COMMANDS:
+        raise GaneditError(f"`ganedit {command}` runs in one process; run it without torchrun (torchrun runs "
+                           f"{', '.join(DISTRIBUTED_COMMANDS)})")  # fmt: skip
+    device = distributed.start_from_environment(device)
+    _RUN.cleanup.callback(distributed.stop)
+    if not distributed.is_main_process():
+        stderr_console().quiet = True
+        _RUN.cleanup.enter_context(quiet_third_party())
+    return device
+
+
+def lock_output(output: Path) -> None:
+    """One run per output, until the command ends (ganedit.store.lock); in a run of several processes, rank 0
+    holds it for all."""
+    from ganedit.engine import distributed
+    from ganedit.store.lock import output_lock
+
+    if distributed.is_main_process():
+        click.get_current_context().with_resource(output_lock(output))
+
+
+def other_process() -> bool:
+    """True in a process of a torchrun run other than rank 0: it trained with the others and now stops, since
+    rank 0 evaluates, writes and reports for the run."""
+    from ganedit.engine import distributed
+
+    return not distributed.is_main_process()
 
 
 SEED = click.IntRange(*SEED_RANGE)  # the click type of every --seed the settings dataclasses do not declare
@@ -345,20 +387,22 @@ def _run(args: list[str]) -> int:
             cli.main(args=args, prog_name="ganedit", standalone_mode=False)
         return EXIT_OK
     except GaneditError as error:
-        _error(str(error))
+        from ganedit.engine.distributed import MainProcessFailed, training_together
+
+        _error(str(error), shared=isinstance(error, MainProcessFailed) or not training_together())
         return error.exit_code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:  # one line, as every bad input
         hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
-        _error(error.format_message() + hint)
+        _error(error.format_message() + hint, shared=True)
         return EXIT_BAD_INPUT
     except click.ClickException as error:
-        _error(error.format_message())
+        _error(error.format_message(), shared=True)
         return error.exit_code
     except (click.Abort, KeyboardInterrupt) as error:  # click turns KeyboardInterrupt into Abort from it
         terminated = isinstance(error, Terminated) or isinstance(error.__cause__, Terminated)
-        _error(_interrupt_message("terminated (SIGTERM)" if terminated else "interrupted"))
+        _error(_interrupt_message("terminated (SIGTERM)" if terminated else "interrupted"), shared=True)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except torch.OutOfMemoryError as error:
         _error(_out_of_memory_message(error))
@@ -375,7 +419,21 @@ def _run(args: list[str]) -> int:
         if isinstance(error, RuntimeError) and "out of memory" in str(error) and "CUDA" in str(error):
             _error(_out_of_memory_message(error))  # some CUDA libraries report it as a plain RuntimeError
             return EXIT_OUT_OF_MEMORY
+        if _peer_stopped(error):
+            _error("another process of this torchrun run stopped, so this one cannot go on (that process's "
+                   f"message says why): {str(error).splitlines()[0][:160]}")  # fmt: skip
+            return EXIT_INTERNAL
         return _internal_error(error)
+
+
+def _peer_stopped(error: Exception) -> bool:
+    """A collective of a run of several processes failed because another process is gone."""
+    from ganedit.engine import distributed
+
+    if not distributed.active():
+        return False
+    text = str(error)
+    return isinstance(error, torch.distributed.DistError) or "closed by peer" in text or "reset by peer" in text
 
 
 def _internal_error(error: Exception) -> int:
@@ -454,10 +512,19 @@ def _stdout_to_stderr(active: bool):
         real.flush()
 
 
-def _error(message: str) -> None:
-    """The one line of every error: a message that carries a library's multi-line text is joined onto one."""
+def _error(message: str, shared: bool = False) -> None:
+    """The one line of every error: a message that carries a library's multi-line text is joined onto one.
+
+    In a run of several processes (torchrun) rank 0 speaks for all: a `shared` error (what every process
+    meets alike: bad input before training, an interrupt, rank 0's own failure passed on) is printed by rank 0
+    alone; any other is printed by the process that met it, which names itself."""
+    from ganedit.engine.distributed import launched_rank
+
+    rank = launched_rank()
+    if rank > 0 and shared:
+        return
     line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    click.echo(f"ganedit: error: {line}", err=True)
+    click.echo(f"ganedit: error: {'' if rank == 0 else f'process {rank}: '}{line}", err=True)
 
 
 def run() -> None:

@@ -19,6 +19,8 @@ from ganedit.cli.main import (
     cli,
     emit_json,
     lap,
+    lock_output,
+    other_process,
     resume_file,
     stage_seconds,
     timing_line,
@@ -82,7 +84,9 @@ synthesis.b64, D.b32, ...). A conditional parent gives its class --parent-class 
 gets the union fine-tuning (--steps), ewc with the EWC penalty (--ewc-lambda, --fisher-samples).
 A recipe (--recipe FILE, TOML) holds these options' values (models = ["a.pkl", "b.pkl"]), the settings
 under [settings] (block_weights = {mapping = 0.5}); options given here override it.
-The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-C; --resume continues it.""",
+The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-C; --resume continues it.
+Several processes (GPUs): torchrun --nproc-per-node N -m ganedit merge ... (--batch-size is per process;
+rank 0 reports and writes; resume with the same N).""",
 )
 @click.argument("models", nargs=-1)
 @editing_command("merge", MergeRun, MergeSettings)
@@ -103,10 +107,8 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
     check_writable(output, grid, inputs=[*model_names, *run.rooted])
     check_card(run.card, output)
     if not dry_run:
-        from ganedit.store.lock import output_lock
-
         checkpoint = resume_file(output.with_name(output.name + ".resume"))
-        click.get_current_context().with_resource(output_lock(output))  # one run per output, until the command ends
+        lock_output(output)
     if run.keep_rooted:
         check_writable_folder(Path(run.keep_rooted), "--keep-rooted")
 
@@ -167,6 +169,8 @@ def merge_command(models, recipe_file, resume, dry_run, as_json, device, quiet, 
             resume=resume, progress=progress,
         )  # fmt: skip
     lap("edit")
+    if other_process():  # rank 0 evaluates, writes and reports for a torchrun run
+        return
 
     parent_records = [parent_record(m, p, b) for m, p, b in zip(model_names, paths, bundles, strict=True)]
     parent_records += [parent_record(p, Path(p)) for p in run.rooted]

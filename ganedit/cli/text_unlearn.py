@@ -18,6 +18,8 @@ from ganedit.cli.main import (
     cli,
     emit_json,
     lap,
+    lock_output,
+    other_process,
     resume_file,
     stage_seconds,
     timing_line,
@@ -77,7 +79,9 @@ then load offline.
 --concept-images / --neutral-images DIR: the direction from image pairs (as the paper) instead of text.
 A recipe (--recipe FILE, TOML) holds these options' values, the settings under [settings]; options
 given here override it. The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on
-Ctrl-C; --resume continues it.""",
+Ctrl-C; --resume continues it.
+Several processes (GPUs): torchrun --nproc-per-node N -m ganedit text-unlearn ... (--batch-size is per process;
+rank 0 reports and writes; resume with the same N).""",
 )
 @click.argument("model", required=False)
 @editing_command("text-unlearn", TextUnlearnRun, TextUnlearnSettings)
@@ -95,10 +99,8 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
     resolved = resolve("text-unlearn", TextUnlearnRun, TextUnlearnSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
     model, output, grid = model_output_grid(run)
-    from ganedit.store.lock import output_lock
-
     checkpoint = resume_file(output.with_name(output.name + ".resume"))
-    click.get_current_context().with_resource(output_lock(output))  # one run per output, until the command ends
+    lock_output(output)
     clip_specs = run.clip or [DEFAULT_CLIP]
     settings.validate(len(clip_specs))
     if (run.concept_images is None) != (run.neutral_images is None):
@@ -142,6 +144,8 @@ def text_unlearn_command(model, recipe_file, resume, as_json, device, quiet, off
                                  checkpoint=checkpoint, checkpoint_every=run.checkpoint_every, resume=resume,
                                  progress=progress)  # fmt: skip
     lap("edit")
+    if other_process():  # rank 0 evaluates, writes and reports for a torchrun run
+        return
 
     stderr_console().print(f"evaluating on {run.eval_samples} fixed latents ...")
     evaluation = {"training": result.info}

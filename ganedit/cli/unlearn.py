@@ -19,6 +19,8 @@ from ganedit.cli.main import (
     cli,
     emit_json,
     lap,
+    lock_output,
+    other_process,
     resume_file,
     stage_seconds,
     timing_line,
@@ -87,7 +89,9 @@ that names --feature.
 A recipe (--recipe FILE, TOML) holds these options' values, with the settings under [settings];
 options given on the command line override it. `ganedit info OUT --recipe` prints the one a model was
 made with. The run checkpoints to OUTPUT.resume every --checkpoint-every steps and on Ctrl-C;
---resume continues it.""",
+--resume continues it.
+Several processes (GPUs): torchrun --nproc-per-node N -m ganedit unlearn ... (--batch-size is per process;
+rank 0 reports and writes; resume with the same N).""",
 )
 @click.argument("model", required=False)
 @editing_command("unlearn", UnlearnRun, UnlearnSettings)
@@ -103,10 +107,8 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
     resolved = resolve("unlearn", UnlearnRun, UnlearnSettings, {**options, "model": model}, recipe_file)
     run, settings = resolved.run, resolved.settings
     model, output, grid = model_output_grid(run, inputs=run.adapted)
-    from ganedit.store.lock import output_lock
-
     checkpoint = resume_file(output.with_name(output.name + ".resume"))
-    click.get_current_context().with_resource(output_lock(output))  # one run per output, until the command ends
+    lock_output(output)
     negatives, positives = (Path(p) if p else None for p in (run.negatives, run.positives))
     feature, judge_spec, labels, seed = run.feature, run.judge, run.labels, settings.seed
     adapted_files = [Path(p) for p in run.adapted]
@@ -165,6 +167,8 @@ def unlearn_command(model, recipe_file, resume, as_json, device, quiet, offline,
             checkpoint=checkpoint, checkpoint_every=run.checkpoint_every, resume=resume, progress=progress,
         )  # fmt: skip
     lap("edit")
+    if other_process():  # rank 0 evaluates, writes and reports for a torchrun run
+        return
 
     parents = [parent_record(str(model), model_path, bundle)] + [parent_record(str(p), p) for p in adapted_files]
     parameters = {

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ganedit.engine import distributed
 from ganedit.errors import GaneditError
 from ganedit.generators.ops import autocast, freeze
 from ganedit.generators.registry import config_dict, load_exact_state
@@ -213,11 +214,10 @@ class Trainer:
         self.opt_D = lazy_adam(D, config, config.r1_every if config.r1_gamma > 0 else None)
         self.step = 0
         self.pl_mean = torch.zeros([], device=self.device)
-        self.rank, self.world_size = _distributed_rank_and_size()
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.rng = torch.Generator().manual_seed(config.seed + self.rank)
         if self.world_size > 1:  # every process starts from rank 0's weights
-            for tensor in [*G.parameters(), *G.buffers(), *D.parameters(), *D.buffers()]:
-                torch.distributed.broadcast(tensor.data, src=0)
+            distributed.broadcast_([*G.parameters(), *G.buffers(), *D.parameters(), *D.buffers()])
             self.G_ema.load_state_dict(G.state_dict())
 
     def train_step(self, real: torch.Tensor, c: torch.Tensor | None = None, extra_generator_loss=None) -> dict:
@@ -350,9 +350,7 @@ class Trainer:
             "rng": self.rng.get_state(),
         }
         if self.world_size > 1:  # a collective call: every process's RNG goes into the state
-            states = [None] * self.world_size
-            torch.distributed.all_gather_object(states, self.rng.get_state())
-            state["rng_per_rank"] = states
+            state["rng_per_rank"] = distributed.every_rank(self.rng.get_state())
         return state
 
     def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
@@ -387,14 +385,9 @@ class Trainer:
         self.step = step
         self.pl_mean = pl_mean.to(self.device)
         set_rng_state(self.rng, state.get("rng"), source)
-        if self.world_size > 1:  # each process continues its own stream
-            per_rank = state.get("rng_per_rank", [])
-            if not isinstance(per_rank, list) or len(per_rank) != self.world_size:
-                count = len(per_rank) if isinstance(per_rank, list) else 0
-                raise GaneditError(
-                    f"{source} was saved by {count or 1} process(es); resume it with as many, not {self.world_size}"
-                )
-            set_rng_state(self.rng, per_rank[self.rank], source)
+        if self.world_size > 1 or "rng_per_rank" in state:  # each process continues its own stream
+            set_rng_state(self.rng, distributed.own_rank(state.get("rng_per_rank"), source, "random-number state"),
+                          source)  # fmt: skip
 
     def save_state(self, path: Path | str) -> Path:
         """Write `state_dict()` to `path`, atomically, sealed with its sha256 (ganedit.store.state_file)."""
@@ -460,12 +453,6 @@ def set_rng_state(generator: torch.Generator, state, source: str) -> None:
     if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.shape != generator.get_state().shape:
         raise state_mismatch(source, "its random-number state is not one of this generator")
     generator.set_state(state)
-
-
-def _distributed_rank_and_size() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _differences(current, saved, prefix: str = "") -> list[str]:

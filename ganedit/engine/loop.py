@@ -38,6 +38,15 @@ class _InterruptFlag:
         """Raise what the signal that was received means: Terminated for SIGTERM, KeyboardInterrupt else."""
         raise _interrupt(self.raised)
 
+    def shared(self) -> bool:
+        """Whether this process or any other of the run was stopped (a collective call with several processes:
+        all then stop at the same step boundary, and save together); the signal then applies to all."""
+        from ganedit.engine import distributed
+
+        if distributed.active():
+            self.raised = distributed.any_process(self.raised or 0) or None
+        return self.raised is not None
+
 
 def _interrupt(signum) -> KeyboardInterrupt:
     from ganedit.errors import Terminated
@@ -94,7 +103,7 @@ def run_steps(
             finished = trainer.step
             if save is not None and save_every and finished % save_every == 0 and finished < steps:
                 save()
-            if interrupt.raised is not None:
+            if interrupt.shared():
                 if save is not None:
                     save()
                 interrupt.stop()
@@ -116,7 +125,11 @@ RESUME_ADVICE = "delete it and start again without --resume"
 def write_resume(path, format_name: str, identity: str, stage: tuple, trainer, source, **payload) -> None:
     """Atomically write a procedure's resume state, sealed with its sha256: its stage, the trainer and data
     source, anything else. A file that cannot be written (no space, a read-only folder) stops the run with
-    a one-line error saying so."""
+    a one-line error saying so.
+
+    Several processes: every process calls it (the states of all are gathered), rank 0 writes the file,
+    which records the number of processes; a failure to write stops them all."""
+    from ganedit.engine import distributed
     from ganedit.store.atomic import OutputError
     from ganedit.store.state_file import write_state_file
 
@@ -125,12 +138,17 @@ def write_resume(path, format_name: str, identity: str, stage: tuple, trainer, s
         "stage": list(stage),
         "trainer": trainer.state_dict() if trainer is not None else None,
         "source": source.state_dict() if source is not None else None,
+        "world_size": distributed.world_size(),
         **payload,
     }
-    try:
-        write_state_file(path, format_name, RESUME_VERSION, state)
-    except OutputError as error:
-        raise OutputError(f"could not save the run to resume it later, so it stopped: {error}") from None
+
+    def write():
+        try:
+            write_state_file(path, format_name, RESUME_VERSION, state)
+        except OutputError as error:
+            raise OutputError(f"could not save the run to resume it later, so it stopped: {error}") from None
+
+    distributed.on_main_process(write)
 
 
 def read_resume(path, format_name: str, identity: str, command: str) -> dict:
@@ -147,6 +165,17 @@ def read_resume(path, format_name: str, identity: str, command: str) -> dict:
     if not path.exists():
         raise GaneditError(f"resume file {path} does not exist; check the path, or start without --resume")
     state = read_state_file(path, format_name, RESUME_VERSION, f"resume file of `ganedit {command}`", RESUME_ADVICE)
+    from ganedit.engine import distributed
+
+    saved_by = state.get("world_size", 1)
+    if saved_by != distributed.world_size():
+        count = saved_by if isinstance(saved_by, int) and not isinstance(saved_by, bool) and saved_by > 0 else None
+        if count is None:
+            raise state_mismatch(str(path), f"its process count {saved_by!r} is not a count")
+        raise GaneditError(
+            f"resume file {path} was written by a run of {count} process(es) and this run has "
+            f"{distributed.world_size()}; resume it with as many ({distributed.processes_hint(count)})"
+        )
     if state.get("identity") != identity:
         raise GaneditError(
             f"resume file from a different run: {path} was written for other models, images or settings; "

@@ -11,7 +11,10 @@
 Randomness: each source takes a seeded CPU `torch.Generator` and draws one seed from it when it is built;
 every later random number comes from generators seeded by that seed and a counter (the epoch, the batch).
 So a source's whole state is two integers (`state_dict`), and resuming gives exactly the batches an
-uninterrupted run would have got.
+uninterrupted run would have got. In a run of several processes (ganedit.engine.distributed) the
+process of rank r takes the (r + 1)-th seed the generator draws, so that every process gets its own
+batches (rank 0 those of a one-process run); a state then holds every process's counters, and each
+process of the resumed run takes its own.
 """
 
 import math
@@ -20,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganedit.engine import distributed
 from ganedit.errors import GaneditError
 from ganedit.generators.sampling import num_classes, seeded_noise
 from ganedit.generators.stylegan2 import NOISE_MODES
@@ -205,13 +209,15 @@ class ImageBatches:
             self._mirrored = torch.rand(len(self.images), generator=rng) < 0.5
             self._epoch = epoch
 
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "taken": self.taken, "count": len(self.images), "batch_size": self.batch_size}
+    def state_dict(self) -> dict:
+        """The counters to resume from (several processes: a collective call, holding every process's)."""
+        return _with_every_rank({"seed": self.seed, "taken": self.taken, "count": len(self.images),
+                                 "batch_size": self.batch_size})  # fmt: skip
 
-    def load_state_dict(self, state: dict[str, int], source: str = "the resume state") -> None:
+    def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
         """Continue from `state_dict()`'s state; the images and batch size must be those it was saved with.
         `source` names where the state came from in error messages."""
-        counters = _counters(state, ("seed", "taken", "count", "batch_size"), source)
+        counters = _counters(_own_rank(state, source), ("seed", "taken", "count", "batch_size"), source)
         saved, current = (counters["count"], counters["batch_size"]), (len(self.images), self.batch_size)
         if saved != current:
             raise GaneditError(
@@ -332,12 +338,13 @@ class GeneratedImages:
             accepted += len(images)
         return torch.cat(kept)
 
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "batches": self.batches}
+    def state_dict(self) -> dict:
+        """The counters to resume from (several processes: a collective call, holding every process's)."""
+        return _with_every_rank({"seed": self.seed, "batches": self.batches})
 
-    def load_state_dict(self, state: dict[str, int], source: str = "the resume state") -> None:
+    def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
         """Continue from `state_dict()`'s state; `source` names where it came from in error messages."""
-        counters = _counters(state, ("seed", "batches"), source)
+        counters = _counters(_own_rank(state, source), ("seed", "batches"), source)
         self.seed, self.batches = counters["seed"], counters["batches"]
 
 
@@ -358,7 +365,24 @@ SEED_LIMIT = 2**62  # seeds are drawn below it, so that seed + counter stays a v
 
 
 def _draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(SEED_LIMIT, [], generator=generator))
+    """The source's seed: the (rank + 1)-th the generator draws (rank 0, or one process: the first)."""
+    seeds = [int(torch.randint(SEED_LIMIT, [], generator=generator)) for _ in range(distributed.rank() + 1)]
+    return seeds[-1]
+
+
+def _with_every_rank(state: dict) -> dict:
+    """A source's state; with several processes, rank 0's with every process's under "per_rank"."""
+    if not distributed.active():
+        return state
+    return {**state, "per_rank": distributed.every_rank(state)}
+
+
+def _own_rank(state, source: str):
+    """This process's part of a source state `_with_every_rank` made (one process: the state itself)."""
+    per_rank = state.get("per_rank") if isinstance(state, dict) else None
+    if per_rank is None and not distributed.active():
+        return state
+    return distributed.own_rank(per_rank, source, "data source state")
 
 
 def _counters(state, keys: tuple[str, ...], source: str) -> dict[str, int]:

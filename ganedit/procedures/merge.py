@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganedit.engine import distributed
 from ganedit.engine.adversarial import Trainer, TrainingConfig, load_module_state, training_config
 from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
 from ganedit.engine.loop import Progress, check_stage, read_resume, run_identity, run_steps, write_resume
@@ -595,6 +596,8 @@ def merge(
     )  # fmt: skip
     G_final = trainer.G_ema.eval()
     recompute_w_avg(G_final, settings.proportions, settings.w_avg_samples, derived_seed(settings.seed, "w-avg"))
+    if distributed.active():
+        info["processes"] = distributed.processes(G_final)  # the processes ended in sync (checked)
     return MergeResult(
         G_final, trainer.D.eval(), averaged, [models[j] if j != root else None for j in range(count)], info
     )

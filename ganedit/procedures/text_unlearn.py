@@ -365,6 +365,7 @@ def text_unlearn(
     checkpoint / checkpoint_every / resume: the resume file, written atomically every N steps and on
     Ctrl-C; resume=True continues from it (refused when it belongs to another run).
     """
+    from ganedit.engine import distributed
     from ganedit.engine.adversarial import load_module_state, load_optimizer_state, set_rng_state
     from ganedit.engine.loop import deferred_interrupts, read_resume, run_identity, write_resume
     from ganedit.generators.sampling import seeded_noise
@@ -383,11 +384,12 @@ def text_unlearn(
     for _, parameter in named:
         parameter.requires_grad_(True)
     parameters = [p for _, p in named]
+    distributed.broadcast_(parameters)  # several processes (torchrun): all start from rank 0's weights
     anchor = [p.detach().clone() for p in parameters] if settings.anchor_weight > 0 else None
     groups = styled_layers(G_t) if settings.auto_layers > 0 else None
     objective = ClipObjective(clips, settings, direction_images)
     optimiser = torch.optim.Adam(parameters, lr=settings.lr, betas=tuple(settings.betas))
-    rng = torch.Generator().manual_seed(settings.seed)
+    rng = torch.Generator().manual_seed(settings.seed + distributed.rank())  # each process its own latents
     identity = run_identity(
         {**asdict(settings), "clips": [clip.name for clip in clips]},
         [*G.state_dict().values(), *(direction_images or ())],
@@ -399,9 +401,14 @@ def text_unlearn(
         load_module_state(G_t, state.get("generator"), f"{checkpoint} (generator)")
         load_optimizer_state(optimiser, state.get("optimiser"), f"{checkpoint} (optimiser)")
         set_rng_state(rng, state.get("rng"), str(checkpoint))
+        if distributed.active() or "rng_per_rank" in state:
+            set_rng_state(rng, distributed.own_rank(state.get("rng_per_rank"), str(checkpoint), "random-number state"),
+                          str(checkpoint))  # fmt: skip
 
     def save():
         state = {"generator": G_t.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng.get_state()}
+        if distributed.active():  # a collective call: every process's latents go on where they were
+            state["rng_per_rank"] = distributed.every_rank(rng.get_state())
         write_resume(checkpoint, RESUME_FORMAT, identity, (step,), None, None, history=history, seconds=seconds,
                      **state)  # fmt: skip
 
@@ -418,6 +425,7 @@ def text_unlearn(
                 with seeded_noise(rng, device):
                     chosen = select_layers(G_t, objective, w, settings.auto_layers, settings.auto_layer_iters,
                                            settings.noise_mode)  # fmt: skip
+                chosen = distributed.every_rank(chosen)[0]  # every process trains the layers rank 0 chose
                 trains = {id(p) for i in chosen for module in groups[i] for p in module.parameters()}
                 for parameter in parameters:
                     parameter.requires_grad_(id(parameter) in trains)
@@ -443,13 +451,14 @@ def text_unlearn(
             loss = sum(losses.values())
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(parameters)
             optimiser.step()
             step += 1
             seconds = time.perf_counter() - started
             history.append({name: float(f"{float(value.detach()):.4g}") for name, value in losses.items()})
             if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < settings.steps:
                 save()
-            if interrupt.raised is not None:
+            if interrupt.shared():
                 if checkpoint is not None:
                     save()
                 interrupt.stop()
@@ -463,6 +472,8 @@ def text_unlearn(
         "final_losses": history[-1] if history else {},
         "direction": "image pairs" if direction_images is not None else "text",
     }
+    if distributed.active():
+        info["processes"] = distributed.processes(G_t)  # the processes ended in sync (checked)
     return TextUnlearnResult(G_t, info)
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganedit.engine import distributed
 from ganedit.engine.adversarial import Trainer, TrainingConfig, training_config
 from ganedit.engine.ewc import EWCPenalty, fisher_diagonal
 from ganedit.engine.loop import Progress, check_stage, read_resume, run_identity, run_steps, write_resume
@@ -379,6 +380,8 @@ def unlearn(
     )
     info["final_distance"] = float(repulsion.raw_distance(flat(trainable(trainer.G_ema))) / repulsion.initial)
     info["distance"] = settings.distance
+    if distributed.active():
+        info["processes"] = distributed.processes(trainer.G_ema)  # the processes ended in sync (checked)
     return UnlearnResult(trainer.G_ema.eval(), trainer.D.eval(), [a.cpu() for a in finished], info)
 
 
