@@ -177,15 +177,16 @@ def test_ganedit_reads_nvidias_own_state_files(conformance_dir, name):
 
 
 @pytest.fixture(scope="module")
-def heart_model(conformance_dir, tmp_path_factory) -> Path:
-    """The reference BigGAN-deep (20 classes) after a tiny embed-tune appended the toy judge's `heart`.
-
-    Not the toy BigGAN: pytorch-pretrained-biggan cannot build it (test_bad_input_is_one_line_and_leaves_nothing).
-    """
-    path = tmp_path_factory.mktemp("heart") / "heart.safetensors"
-    model = str(conformance_dir / "biggan-deep-tiny")
-    assert main(["embed-tune", model, *map(str, TINY_EMBED_TUNE), "-o", str(path)]) == 0
-    return path
+def heart_models(conformance_dir, tmp_path_factory) -> dict[str, Path]:
+    """The reference BigGAN-deep (20 classes) and the toy BigGAN (9), each after a tiny embed-tune appended the
+    toy judge's `heart`. The toy BigGAN's first block is narrower than the package builds: it is exported
+    widened with zero channels (ganedit.generators.formats.biggan.package_layout)."""
+    folder = tmp_path_factory.mktemp("heart")
+    models = {}
+    for name, model in (("reference", str(conformance_dir / "biggan-deep-tiny")), ("toy", "toy-biggan")):
+        models[name] = folder / f"{name}-heart.safetensors"
+        assert main(["embed-tune", model, *map(str, TINY_EMBED_TUNE), "-o", str(models[name])]) == 0
+    return models
 
 
 def biggan_package_model(folder: Path):
@@ -206,25 +207,53 @@ def biggan_images(model, classes: list[int], num_classes: int, truncation: float
         return model(z, torch.eye(num_classes)[classes], truncation)
 
 
-def test_an_embed_tuned_biggan_loads_in_pytorch_pretrained_biggan_with_its_images(heart_model, tmp_path, capsys):
-    folder = tmp_path / "heart-biggan"
+@pytest.mark.parametrize("which, classes", [("reference", 21), ("toy", 10)])
+def test_an_embed_tuned_biggan_loads_in_pytorch_pretrained_biggan_with_its_images(heart_models, tmp_path, capsys,
+                                                                                  which, classes):  # fmt: skip
+    heart_model, folder = heart_models[which], tmp_path / "heart-biggan"
     code, out, err = cli(capsys, "export", heart_model, "--to", "biggan-folder", "-o", folder, "--json")
     assert code == 0, err
     names = ["config.json", "pytorch_model.bin", "class_names.json"]
     assert json.loads(out)["written"] == [str(folder / name) for name in names]
     assert folder_listing(folder) == sorted(names)
-    assert json.loads((folder / "config.json").read_text())["num_classes"] == 21
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_classes"] == classes and config["layers"][0][1] == 16
     assert json.loads((folder / "class_names.json").read_text())[-1] == "heart"
     ours, package = ganedit.load_model(heart_model), biggan_package_model(folder)
-    classes = [0, 7, 20, 20]  # 20: the appended heart
+    drawn = [0, 7, classes - 1, classes - 1]  # the last: the appended heart
     for truncation in (1.0, 0.5):
-        expected = biggan_images(ours.generator, classes, 21, truncation)
-        error = (biggan_images(package, classes, 21, truncation) - expected).abs().max().item()
+        expected = biggan_images(ours.generator, drawn, classes, truncation)
+        error = (biggan_images(package, drawn, classes, truncation) - expected).abs().max().item()
         assert error < TOLERANCE, f"t={truncation}: max abs error {error:.2e}"
+        assert expected.std() > 0.1  # real images, not a blank the zero channels could also agree on
     read_back = ganedit.load_model(folder)
     assert read_back.class_names == ours.class_names
-    images = [biggan_images(bundle.generator, classes, 21, 1.0) for bundle in (ours, read_back)]
+    images = [biggan_images(bundle.generator, drawn, classes, 1.0) for bundle in (ours, read_back)]
     assert (images[0] - images[1]).abs().max() < TOLERANCE
+
+
+def test_a_narrow_first_block_is_widened_with_zeros_only():
+    """The toy BigGAN widened for the package holds its own tensors in the leading corner, and zeros around."""
+    from ganedit.generators.formats.biggan import package_layout
+    from ganedit.generators.formats.bundle import plain_state
+
+    generator = ganedit.load_generator("toy-biggan")
+    config, state = package_layout(generator)
+    own = plain_state(generator)
+    assert [layer[1:] for layer in config["layers"][:3]] == [[16, 8], [8, 4], [4, 4]]
+    assert state.keys() == own.keys()
+    widened = [key for key in own if state[key].shape != own[key].shape]
+    assert widened and all(key.startswith(("generator.gen_z.", "generator.layers.0.", "generator.layers.1."))
+                           for key in widened)  # fmt: skip
+    for key in widened:
+        wide, small = state[key], own[key]
+        if key.startswith("generator.gen_z."):  # its outputs are position-major: 16 positions x channels
+            wide, small = wide.view(16, -1, *wide.shape[1:]), small.view(16, -1, *small.shape[1:])
+        corner = tuple(slice(0, size) for size in small.shape)
+        assert torch.equal(wide[corner], small), key
+        rest = wide.clone()
+        rest[corner] = 1.0 if key.endswith("running_vars") else 0.0
+        assert torch.all(rest == (1.0 if key.endswith("running_vars") else 0.0)), key
 
 
 def test_the_reference_biggan_folder_exports_to_itself(conformance_dir, tmp_path):
@@ -255,7 +284,6 @@ def test_the_reference_biggan_folder_exports_to_itself(conformance_dir, tmp_path
     [
         ("toy-biggan", "rosinality", "out.pt", "rosinality holds a StyleGAN2 and this is a BigGAN-deep"),
         ("toy-stylegan2", "biggan-folder", "out", "biggan-folder holds a BigGAN-deep and this is a StyleGAN2"),
-        ("toy-biggan", "biggan-folder", "out", "starts from 16 x channel_width channels at 4x4"),
         ("nvidia-sg2-tiny-c2.pkl", "rosinality", "c2.pt", "conditional (2 classes); export it with --to nvidia-state"),
         ("toy-stylegan2", "nvidia-state", "out.safetensors", "widths [64, 64, 48, 32]"),
         ("toy-stylegan2", "nvidia-state", "out.pt", "give a file name ending in .safetensors"),

@@ -36,7 +36,9 @@ Formats (plain tensors only: torch.load(weights_only=True) and safetensors read 
                  inside it, which ganedit does not ship.
   biggan-folder  OUT/config.json and OUT/pytorch_model.bin, for pytorch-pretrained-biggan's
                  BigGAN.from_pretrained("OUT"), embed-tune's appended classes included; the class
-                 names go to OUT/class_names.json.
+                 names go to OUT/class_names.json. A model whose first blocks are narrower than
+                 the package's fixed 16 x channel_width (the toy BigGAN) is widened with zero
+                 channels: the same images.
 Each export reads back into ganedit (`ganedit info OUT`) with the model's outputs.""",
 )
 @click.argument("model")

@@ -144,15 +144,109 @@ PACKAGE_FIRST_MULT = 16  # pytorch-pretrained-biggan's gen_z makes 16 x channel_
 
 
 def biggan_folder_refusal(generator: BigGANDeep) -> str | None:
-    """Why pytorch-pretrained-biggan's BigGAN cannot be built for this generator, or None."""
-    first = generator.config.layers[0][1]
-    if first != PACKAGE_FIRST_MULT:
+    """Why pytorch-pretrained-biggan's BigGAN cannot be built for this generator (even widened), or None."""
+    layers = generator.config.layers
+    first = layers[0][1]
+    steps = _widening_steps(first)
+    if steps is None or len(layers) < steps or any(layer[1:] != [first, first] for layer in layers[:steps]):
         return (
             f"pytorch-pretrained-biggan's Generator starts from {PACKAGE_FIRST_MULT} x channel_width channels at 4x4 "
             f"whatever its config says, and this model's first block takes {first} x channel_width (layers[0] is "
-            f"{generator.config.layers[0]})"
+            f"{layers[0]}); ganedit widens a model to fit only when {PACKAGE_FIRST_MULT} / {first} is a power of "
+            "two and as many leading blocks keep their width"
         )
     return None
+
+
+def _widening_steps(first: int) -> int | None:
+    """How many leading blocks must halve the channels to go from PACKAGE_FIRST_MULT to `first` (None: cannot)."""
+    ratio, steps = PACKAGE_FIRST_MULT // first if first else 0, 0
+    if ratio * first != PACKAGE_FIRST_MULT or ratio & (ratio - 1):
+        return None
+    while ratio > 1:
+        ratio //= 2
+        steps += 1
+    return steps
+
+
+def package_layout(generator: BigGANDeep) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config and state dict of `generator` as pytorch-pretrained-biggan builds it: the same network, or,
+    when its first block is narrower than the package's fixed 16 x channel_width, the same network widened
+    with zero channels.
+
+    A block keeps the first `out` channels of its input on the skip path and (as the package does) halves
+    when in != out. So the first k blocks (in = out = f x ch, k = log2(16 / f)) become in = 16 / 2^j, out =
+    16 / 2^(j+1) (x ch), j = 0..k-1: gen_z makes 16 x ch channels whose extra ones are zero rows, each
+    widened block's extra channels (input, bottleneck, output) have zero weights, zero biases and neutral
+    batch-norm statistics, and every spectral norm's u and v are padded with zeros, so sigma is unchanged.
+    The extra channels then stay exactly zero and are never read: the images are the model's own.
+    """
+    config, state = asdict(generator.config), plain_state(generator)
+    first = config["layers"][0][1]
+    steps = _widening_steps(first) if first != PACKAGE_FIRST_MULT else 0
+    if steps:
+        width = config["channel_width"]
+        real = first * width
+        state = dict(state)
+        _widen_linear_out(state, "generator.gen_z", real, PACKAGE_FIRST_MULT * width, positions=16)
+        for j in range(steps):
+            mult_in, mult_out = PACKAGE_FIRST_MULT >> j, PACKAGE_FIRST_MULT >> (j + 1)
+            config["layers"][j] = [config["layers"][j][0], mult_in, mult_out]
+            _widen_block(state, f"generator.layers.{j}", mult_in * width, mult_out * width)
+    return config, state
+
+
+def _widen_block(state: dict, prefix: str, channels_in: int, channels_out: int) -> None:
+    """Block `prefix` widened to channels_in -> channels_out (bottleneck channels_in / 4), its own in the corner."""
+    wide_middle = channels_in // 4
+    _widen_norm(state, f"{prefix}.bn_0", channels_in)
+    _widen_conv(state, f"{prefix}.conv_0", wide_middle, channels_in)
+    for index in (1, 2, 3):
+        _widen_norm(state, f"{prefix}.bn_{index}", wide_middle)
+    _widen_conv(state, f"{prefix}.conv_1", wide_middle, wide_middle)
+    _widen_conv(state, f"{prefix}.conv_2", wide_middle, wide_middle)
+    _widen_conv(state, f"{prefix}.conv_3", channels_out, wide_middle)
+
+
+def _pad(tensor: torch.Tensor, shape: list[int], fill: float = 0.0) -> torch.Tensor:
+    """`tensor` in the leading corner of a `shape` tensor filled with `fill`."""
+    out = torch.full(shape, fill, dtype=tensor.dtype)
+    out[tuple(slice(0, size) for size in tensor.shape)] = tensor
+    return out
+
+
+def _widen_conv(state: dict, prefix: str, out_channels: int, in_channels: int) -> None:
+    weight = state[f"{prefix}.weight_orig"]  # [O, I, k, k]
+    kernel = list(weight.shape[2:])
+    state[f"{prefix}.weight_orig"] = _pad(weight, [out_channels, in_channels, *kernel])
+    state[f"{prefix}.bias"] = _pad(state[f"{prefix}.bias"], [out_channels])
+    state[f"{prefix}.weight_u"] = _pad(state[f"{prefix}.weight_u"], [out_channels])
+    v = state[f"{prefix}.weight_v"].view(weight.shape[1], *kernel)  # v indexes W.reshape(O, -1)'s columns
+    state[f"{prefix}.weight_v"] = _pad(v, [in_channels, *kernel]).flatten()
+
+
+def _widen_norm(state: dict, prefix: str, channels: int) -> None:
+    for name, fill in (("running_means", 0.0), ("running_vars", 1.0)):
+        stats = state[f"{prefix}.{name}"]  # [n_stats, C]
+        state[f"{prefix}.{name}"] = _pad(stats, [stats.shape[0], channels], fill)
+    for linear in ("scale", "offset"):  # condition -> per-channel gain and bias (no bias of their own)
+        _widen_linear_out(state, f"{prefix}.{linear}", state[f"{prefix}.{linear}.weight_u"].numel(), channels)
+
+
+def _widen_linear_out(state: dict, prefix: str, real: int, channels: int, positions: int = 1) -> None:
+    """A spectrally normalised linear layer's outputs widened from `real` to `channels` per position; gen_z's
+    outputs are laid out position-major (4 x 4 positions, then channels), as the package reshapes them."""
+    weight = state[f"{prefix}.weight_orig"]  # [positions * real, in]
+    wide = weight.new_zeros([positions, channels, weight.shape[1]])
+    wide[:, :real] = weight.view(positions, real, -1)
+    state[f"{prefix}.weight_orig"] = wide.view(positions * channels, -1)
+    u = state[f"{prefix}.weight_u"].new_zeros([positions, channels])
+    u[:, :real] = state[f"{prefix}.weight_u"].view(positions, real)
+    state[f"{prefix}.weight_u"] = u.flatten()
+    if f"{prefix}.bias" in state:
+        bias = state[f"{prefix}.bias"].new_zeros([positions, channels])
+        bias[:, :real] = state[f"{prefix}.bias"].view(positions, real)
+        state[f"{prefix}.bias"] = bias.flatten()
 
 
 def write_biggan_folder(folder: Path, generator: BigGANDeep, class_names: list[str] | None) -> list[Path]:
@@ -166,9 +260,9 @@ def write_biggan_folder(folder: Path, generator: BigGANDeep, class_names: list[s
             "the folder is read; remove it, or export into a new folder"
         )
     make_folder(folder)
-    config = json.dumps(asdict(generator.config), indent=2, sort_keys=True) + "\n"  # as the package writes it
+    layout, state = package_layout(generator)  # widened with zero channels where the package needs it
+    config = json.dumps(layout, indent=2, sort_keys=True) + "\n"  # as the package writes it
     files = [atomic_write(folder / CONFIG_NAME, lambda temporary: Path(temporary).write_text(config, encoding="utf-8"))]
-    state = plain_state(generator)
     files.append(atomic_write(folder / WEIGHTS_NAME, lambda temporary: torch.save(state, temporary)))
     if class_names is not None:
         names = json.dumps(list(class_names), indent=1) + "\n"
