@@ -195,3 +195,14 @@ def test_the_console_scripts_imports_are_the_reports_start_stage(capsys, tmp_pat
     assert seconds["total"] >= 5.0 + seconds["prepare"]
     assert main([*args[:-4], "-o", str(tmp_path / "i.safetensors"), "--json", "-q"]) == 0
     assert "start" not in json.loads(capsys.readouterr().out)["seconds"]
+
+
+def test_quiet_lasts_for_one_call_of_main(capsys):
+    """--quiet silences the stderr console for its command only: a later in-process call (or the Python API)
+    still shows its messages."""
+    from ganedit.cli.console import stderr_console
+
+    assert main(["zoo", "download", "toy-biggan", "-q"]) == 0
+    assert stderr_console().quiet is False
+    stderr_console().print("still heard")
+    assert "still heard" in capsys.readouterr().err

@@ -5,6 +5,7 @@ The shipped toy models are made by these scripts; a script that no longer runs c
 Full-length runs and their figures are in each script's docstring.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,16 @@ def test_colour_domain_script_rebuilds_the_shipped_generator(name, tmp_path):
     assert rebuilt.metadata["provenance"]["parents"][0]["source"] == "toy-stylegan2"
     z = sample_latents(shipped.generator, 16, seed=0)
     torch.testing.assert_close(generate(rebuilt.generator, z, None), generate(shipped.generator, z, None))
+
+
+def test_the_discriminator_probe_reports_every_figure():
+    """scripts/probe_toy_discriminators.py (issue 19's measure of how well D knows shapes) runs and reports the
+    probe of a shipped D beside its two controls; a tiny run, so the figures are only checked to be shares."""
+    command = [sys.executable, str(SCRIPTS / "probe_toy_discriminators.py"), "--models", "toy-stylegan2-a",
+               "--train", "200", "--test", "100"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[: result.stdout.index("\n|")])
+    rows = [report["discriminators"]["toy-stylegan2-a"], report["random_initialisation"], report["strict_oracle"]]
+    assert all(0 <= figures[key] <= 1 for figures in rows for key in ("shape", "shape_group"))
+    assert report["strict_oracle"]["shape"] > 0.9  # the plain CNN on clean renderings: the ceiling

@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     options = args[: args.index("--")] if "--" in args else args
     previous, _RUN = _RUN, _RunState()
+    console, was_quiet = stderr_console(), stderr_console().quiet  # --quiet lasts for this call only
     if started is not None:
         _RUN.first_lap = _RUN.last_lap = started
         lap("start")
@@ -377,6 +378,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
             return _run(args)
     finally:
         _RUN = previous
+        console.quiet = was_quiet
 
 
 def _run(args: list[str]) -> int:
