@@ -22,6 +22,10 @@ QUICK = {
         "train_toy_stylegan2.py", "toy-stylegan2-a", "--render-steps", "3", "--discriminator-steps", "2",
         "--batch-size", "4", "-o",
     ],
+    "stylegan2-shape-aware-d": [
+        "train_toy_stylegan2.py", "toy-stylegan2-a", "--render-steps", "3", "--discriminator-steps", "2",
+        "--batch-size", "4", "--shape-steps", "2", "--shape-weight", "1.0", "-o",
+    ],
     "biggan": ["train_toy_biggan.py", "--render-steps", "2", "--sharpen-steps", "1", "--batch-size", "4", "--output"],
 }  # fmt: skip
 
@@ -42,8 +46,12 @@ def test_training_script_writes_a_model_with_its_provenance(kind, tmp_path):
     z = sample_latents(G, 4, seed=0)
     images = generate(G, z, torch.zeros(4, dtype=torch.long) if num_classes(G) else None)
     assert images.shape[0] == 4 and torch.isfinite(images).all()
-    if kind == "stylegan2":
+    if kind.startswith("stylegan2"):
         assert bundle.discriminator is not None  # unlearn and merge need D
+    if kind == "stylegan2-shape-aware-d":  # the shape head is dropped: D keeps StyleGAN2's architecture
+        parameters = bundle.metadata["provenance"]["parameters"]
+        assert (parameters["discriminator_shape_steps"], parameters["discriminator_shape_weight"]) == (2, 1.0)
+        assert not any("head" in key for key in bundle.discriminator.state_dict())
 
 
 def test_toy_clip_script_refuses_to_write_a_model_below_the_required_accuracy(tmp_path):
