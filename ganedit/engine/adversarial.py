@@ -284,16 +284,7 @@ class Trainer:
     def _optimise(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module) -> None:
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        if self.world_size > 1:
-            params = [p for p in module.parameters() if p.requires_grad]
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            flat = torch.cat([p.grad.flatten() for p in params])
-            torch.distributed.all_reduce(flat)
-            flat /= self.world_size
-            chunks = flat.split([p.numel() for p in params])
-            torch._foreach_copy_([p.grad for p in params], [c.view_as(p) for c, p in zip(chunks, params, strict=True)])
+        distributed.average_gradients(module.parameters())  # several processes: the mean gradient
         optimiser.step()
 
     def _averaged(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -347,11 +338,8 @@ class Trainer:
             "opt_D": self.opt_D.state_dict(),
             "step": self.step,
             "pl_mean": self.pl_mean,
-            "rng": self.rng.get_state(),
         }
-        if self.world_size > 1:  # a collective call: every process's RNG goes into the state
-            state["rng_per_rank"] = distributed.every_rank(self.rng.get_state())
-        return state
+        return {**state, **rng_states(self.rng)}  # several processes: a collective call
 
     def load_state_dict(self, state: dict, source: str = "the resume state") -> None:
         """Continue from `state_dict()`'s state, which must be for the same settings and architectures.
@@ -384,10 +372,7 @@ class Trainer:
         load_optimizer_state(self.opt_D, state.get("opt_D"), f"{source} (opt_D)")
         self.step = step
         self.pl_mean = pl_mean.to(self.device)
-        set_rng_state(self.rng, state.get("rng"), source)
-        if self.world_size > 1 or "rng_per_rank" in state:  # each process continues its own stream
-            set_rng_state(self.rng, distributed.own_rank(state.get("rng_per_rank"), source, "random-number state"),
-                          source)  # fmt: skip
+        restore_rng(self.rng, state, source)
 
     def save_state(self, path: Path | str) -> Path:
         """Write `state_dict()` to `path`, atomically, sealed with its sha256 (ganedit.store.state_file)."""
@@ -446,6 +431,23 @@ def load_optimizer_state(optimiser: torch.optim.Optimizer, state, source: str) -
                 shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
                 raise state_mismatch(source, f"{key} of parameter {index} is {shape}, not {list(wanted)}")
     optimiser.load_state_dict(state)
+
+
+def rng_states(generator: torch.Generator) -> dict:
+    """A generator's state for a resume file: {"rng": ...}, and with several processes (a collective call) every
+    process's under "rng_per_rank", so that each process of the resumed run continues its own stream."""
+    states = {"rng": generator.get_state()}
+    if distributed.active():
+        states["rng_per_rank"] = distributed.every_rank(generator.get_state())
+    return states
+
+
+def restore_rng(generator: torch.Generator, state: dict, source: str) -> None:
+    """Restore what `rng_states` saved into `state`, this process's own stream where there are several."""
+    set_rng_state(generator, state.get("rng"), source)
+    if distributed.active() or "rng_per_rank" in state:
+        own = distributed.own_rank(state.get("rng_per_rank"), source, "random-number state")
+        set_rng_state(generator, own, source)
 
 
 def set_rng_state(generator: torch.Generator, state, source: str) -> None:

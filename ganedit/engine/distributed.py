@@ -179,18 +179,24 @@ def training_together() -> bool:
 
 
 def average_gradients(parameters) -> None:
-    """Average the gradients of `parameters` over the processes, as one flat all-reduce; every process must
-    hold gradients for the same parameters (those with None are left None)."""
+    """Average the gradients of those of `parameters` that require them over the processes, as one flat
+    all-reduce (as StyleGAN3's training loop does). A parameter this process's graph did not reach gets a
+    zero gradient first, so that every process reduces the same tensors."""
     if not active():
         return
-    with_grad = [p for p in parameters if p.grad is not None]
-    if not with_grad:
+    trained = [p for p in parameters if p.requires_grad]
+    if not trained:
         return
-    flat = torch.cat([p.grad.flatten() for p in with_grad])
+    for parameter in trained:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    flat = torch.cat([p.grad.flatten() for p in trained])
     torch.distributed.all_reduce(flat)
     flat /= world_size()
-    for parameter, piece in zip(with_grad, flat.split([p.numel() for p in with_grad]), strict=True):
-        parameter.grad.copy_(piece.view_as(parameter.grad))
+    pieces = flat.split([p.numel() for p in trained])
+    torch._foreach_copy_(
+        [p.grad for p in trained], [piece.view_as(p) for piece, p in zip(pieces, trained, strict=True)]
+    )
 
 
 def fingerprint(module: torch.nn.Module) -> str:

@@ -366,7 +366,7 @@ def text_unlearn(
     Ctrl-C; resume=True continues from it (refused when it belongs to another run).
     """
     from ganedit.engine import distributed
-    from ganedit.engine.adversarial import load_module_state, load_optimizer_state, set_rng_state
+    from ganedit.engine.adversarial import load_module_state, load_optimizer_state, restore_rng, rng_states
     from ganedit.engine.loop import deferred_interrupts, read_resume, run_identity, write_resume
     from ganedit.generators.sampling import seeded_noise
 
@@ -400,15 +400,10 @@ def text_unlearn(
         step, history, seconds = _checked_progress(checkpoint, state, settings.steps)
         load_module_state(G_t, state.get("generator"), f"{checkpoint} (generator)")
         load_optimizer_state(optimiser, state.get("optimiser"), f"{checkpoint} (optimiser)")
-        set_rng_state(rng, state.get("rng"), str(checkpoint))
-        if distributed.active() or "rng_per_rank" in state:
-            set_rng_state(rng, distributed.own_rank(state.get("rng_per_rank"), str(checkpoint), "random-number state"),
-                          str(checkpoint))  # fmt: skip
+        restore_rng(rng, state, str(checkpoint))
 
     def save():
-        state = {"generator": G_t.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng.get_state()}
-        if distributed.active():  # a collective call: every process's latents go on where they were
-            state["rng_per_rank"] = distributed.every_rank(rng.get_state())
+        state = {"generator": G_t.state_dict(), "optimiser": optimiser.state_dict(), **rng_states(rng)}
         write_resume(checkpoint, RESUME_FORMAT, identity, (step,), None, None, history=history, seconds=seconds,
                      **state)  # fmt: skip
 
